@@ -1,0 +1,1 @@
+//! imsg-gateway: an iMessage gateway for an AI assistant.
