@@ -1,1 +1,17 @@
 //! imsg-gateway: an iMessage gateway for an AI assistant.
+//!
+//! Inbound messages arrive from `imsg rpc` (`imsg`), are normalised and filtered (`inbound`),
+//! admitted or refused (`access`), routed to a session (`routing`), answered by an agent
+//! (`agent`) and sent back chunked (`outbound`). `state` is the durable store, `gateway` wires
+//! it all together at run time, `config` reads the JSON5 file and `cli` is the command line.
+
+pub mod access;
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod imsg;
+pub mod inbound;
+pub mod outbound;
+pub mod routing;
+pub mod state;

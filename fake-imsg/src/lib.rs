@@ -1,4 +1,10 @@
 //! fake-imsg: an emulator of the macOS `imsg rpc` CLI.
 //!
-//! The world lives in a SQLite file shaped like Messages' `chat.db` (`world`), and the
-//! JSON-RPC server (`rpc`) reads and writes it exactly as imsg would.
+//! The world lives in a SQLite file shaped like Messages' `chat.db` (`world`); `payload`
+//! turns its rows into imsg's wire JSON; the JSON-RPC server (`rpc`) serves both protocol
+//! levels over stdio; `cli` is the `fake-imsg` command line.
+
+pub mod cli;
+pub mod payload;
+pub mod rpc;
+pub mod world;

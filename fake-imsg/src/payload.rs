@@ -1,0 +1,1 @@
+//! Wire JSON for chats, messages and attachments. (being written)

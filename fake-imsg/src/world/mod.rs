@@ -1,0 +1,1 @@
+//! The chat.db-shaped world: schema, scenarios, reads and writes. (being written)

@@ -1,0 +1,4 @@
+//! (cli: being written)
+pub fn main() -> i32 {
+    0
+}

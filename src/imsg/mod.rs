@@ -1,0 +1,1 @@
+//! (imsg client: being written)

@@ -1,0 +1,1 @@
+//! (inbound: being written)
