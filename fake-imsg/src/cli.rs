@@ -14,6 +14,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve JSON-RPC over stdin/stdout, like `imsg rpc`.
     Rpc(crate::rpc::RpcArgs),
+    /// Record a real `imsg rpc` session: pass stdio through and log every line.
+    Tap(crate::tap::TapArgs),
 }
 
 /// Parses argv and runs the command; returns the exit code.
@@ -21,6 +23,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Rpc(args) => crate::rpc::run_cli(args),
+        Command::Tap(args) => crate::tap::run_cli(args),
     };
     match result {
         Ok(code) => code,

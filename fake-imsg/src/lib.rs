@@ -7,4 +7,5 @@
 pub mod cli;
 pub mod payload;
 pub mod rpc;
+pub mod tap;
 pub mod world;
