@@ -1,0 +1,469 @@
+//! Reads: chats, messages (with sender, lowest chat join and attachments), history,
+//! catch-up after a ROWID, and the current reaction state of a message.
+
+use rusqlite::{params_from_iter, types::Value, Row};
+
+use super::{AttachmentRow, ChatRow, HistoryQuery, MessageRow, Result, World};
+
+/// Optional `message` columns read as NULL when a (real, older) chat.db lacks them.
+const OPTIONAL_MESSAGE_COLS: &[&str] = &[
+    "is_read",
+    "date_read",
+    "service",
+    "associated_message_guid",
+    "associated_message_type",
+    "associated_message_emoji",
+    "thread_originator_guid",
+    "thread_originator_part",
+    "reply_to_guid",
+    "destination_caller_id",
+    "balloon_bundle_id",
+    "attributedBody",
+];
+
+const CHAT_SELECT: &str = "SELECT c.ROWID, IFNULL(c.guid, ''), IFNULL(c.chat_identifier, ''),
+    c.display_name, IFNULL(c.service_name, ''), c.account_id, c.account_login,
+    c.last_addressed_handle,
+    (SELECT MAX(j.message_date) FROM chat_message_join j WHERE j.chat_id = c.ROWID)
+    FROM chat c";
+
+impl World {
+    fn message_select(&self) -> String {
+        let col = |name: &str| {
+            if self.message_cols.contains(name) || !OPTIONAL_MESSAGE_COLS.contains(&name) {
+                format!("m.{name}")
+            } else {
+                "NULL".to_string()
+            }
+        };
+        format!(
+            "SELECT m.ROWID, IFNULL(m.guid, ''),
+                (SELECT MIN(j.chat_id) FROM chat_message_join j WHERE j.message_id = m.ROWID),
+                IFNULL(h.id, ''), IFNULL(m.is_from_me, 0), IFNULL(m.text, ''), IFNULL(m.date, 0),
+                IFNULL({is_read}, 0), IFNULL({date_read}, 0), IFNULL({service}, ''),
+                {amg}, IFNULL({amt}, 0), {ame}, {tog}, {top}, {rtg}, {dci}, {bbi}, {ab}
+             FROM message m LEFT JOIN handle h ON h.ROWID = m.handle_id",
+            is_read = col("is_read"),
+            date_read = col("date_read"),
+            service = col("service"),
+            amg = col("associated_message_guid"),
+            amt = col("associated_message_type"),
+            ame = col("associated_message_emoji"),
+            tog = col("thread_originator_guid"),
+            top = col("thread_originator_part"),
+            rtg = col("reply_to_guid"),
+            dci = col("destination_caller_id"),
+            bbi = col("balloon_bundle_id"),
+            ab = col("attributedBody"),
+        )
+    }
+
+    fn query_messages(&self, tail: &str, params: Vec<Value>) -> Result<Vec<MessageRow>> {
+        let sql = format!("{} {tail}", self.message_select());
+        let mut stmt = self.conn().prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params_from_iter(params), message_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        drop(stmt);
+        rows.into_iter()
+            .map(|mut m| {
+                m.attachments = self.attachments_of(m.id)?;
+                Ok(m)
+            })
+            .collect()
+    }
+
+    fn attachments_of(&self, message_id: i64) -> Result<Vec<AttachmentRow>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT a.ROWID, IFNULL(a.filename, ''), IFNULL(a.transfer_name, ''),
+                    IFNULL(a.uti, ''), IFNULL(a.mime_type, ''), IFNULL(a.total_bytes, 0),
+                    IFNULL(a.is_sticker, 0)
+                 FROM message_attachment_join j JOIN attachment a ON a.ROWID = j.attachment_id
+                 WHERE j.message_id = ?1 ORDER BY a.ROWID",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([message_id], |r| {
+                Ok(AttachmentRow {
+                    rowid: r.get(0)?,
+                    filename: r.get(1)?,
+                    transfer_name: r.get(2)?,
+                    uti: r.get(3)?,
+                    mime_type: r.get(4)?,
+                    total_bytes: r.get(5)?,
+                    is_sticker: r.get::<_, i64>(6)? != 0,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    fn query_chats(&self, tail: &str, params: Vec<Value>) -> Result<Vec<ChatRow>> {
+        let sql = format!("{CHAT_SELECT} {tail}");
+        let mut stmt = self.conn().prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params_from_iter(params), |r| {
+                Ok(ChatRow {
+                    id: r.get(0)?,
+                    guid: r.get(1)?,
+                    identifier: r.get(2)?,
+                    display_name: r.get(3)?,
+                    service: r.get(4)?,
+                    participants: Vec::new(),
+                    account_id: r.get(5)?,
+                    account_login: r.get(6)?,
+                    last_addressed_handle: r.get(7)?,
+                    last_message_date: r.get(8)?,
+                    unread_count: 0,
+                    contact_name: None,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        drop(stmt);
+        rows.into_iter()
+            .map(|mut c| {
+                c.participants = self.participants_of(c.id)?;
+                c.unread_count = self.unread_count_of(c.id)?;
+                if !c.is_group() {
+                    c.contact_name = self.contact_name(&c.identifier);
+                }
+                Ok(c)
+            })
+            .collect()
+    }
+
+    fn participants_of(&self, chat_id: i64) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT DISTINCT h.id FROM chat_handle_join j JOIN handle h ON h.ROWID = j.handle_id
+                 WHERE j.chat_id = ?1 AND h.id IS NOT NULL AND h.id <> '' ORDER BY h.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([chat_id], |r| r.get(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    fn unread_count_of(&self, chat_id: i64) -> Result<i64> {
+        if !self.has_read_state() {
+            return Ok(0);
+        }
+        self.conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM chat_message_join j JOIN message m ON m.ROWID = j.message_id
+                 WHERE j.chat_id = ?1 AND m.is_from_me = 0 AND m.is_read = 0",
+            )
+            .and_then(|mut s| s.query_row([chat_id], |r| r.get(0)))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The chat with this ROWID.
+    pub fn chat(&self, id: i64) -> Result<Option<ChatRow>> {
+        Ok(self
+            .query_chats("WHERE c.ROWID = ?1", vec![id.into()])?
+            .pop())
+    }
+
+    /// The chat with this guid (exact).
+    pub fn chat_by_guid(&self, guid: &str) -> Result<Option<ChatRow>> {
+        Ok(self
+            .query_chats(
+                "WHERE c.guid = ?1 ORDER BY c.ROWID LIMIT 1",
+                vec![guid.to_string().into()],
+            )?
+            .pop())
+    }
+
+    /// The chat with this chat_identifier (lowest ROWID if several services share it).
+    pub fn chat_by_identifier(&self, identifier: &str) -> Result<Option<ChatRow>> {
+        Ok(self
+            .query_chats(
+                "WHERE c.chat_identifier = ?1 ORDER BY c.ROWID LIMIT 1",
+                vec![identifier.to_string().into()],
+            )?
+            .pop())
+    }
+
+    /// The direct chat with `handle` on the first of `services` that has one
+    /// (`<service>;-;<handle>`, else a non-group chat whose identifier is the handle).
+    pub fn direct_chat_for_handle(
+        &self,
+        handle: &str,
+        services: &[&str],
+    ) -> Result<Option<ChatRow>> {
+        for service in services {
+            if let Some(c) = self.chat_by_guid(&format!("{service};-;{handle}"))? {
+                return Ok(Some(c));
+            }
+            let found = self.query_chats(
+                "WHERE c.chat_identifier = ?1 COLLATE NOCASE AND c.service_name = ?2
+                   AND IFNULL(c.guid, '') NOT LIKE '%;+;%' ORDER BY c.ROWID LIMIT 1",
+                vec![handle.to_string().into(), service.to_string().into()],
+            )?;
+            if let Some(c) = found.into_iter().next() {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Chats with at least one message, newest activity first.
+    pub fn chats(&self, limit: usize, unread_only: bool) -> Result<Vec<ChatRow>> {
+        let mut chats = self.query_chats(
+            "WHERE EXISTS (SELECT 1 FROM chat_message_join j WHERE j.chat_id = c.ROWID)
+             ORDER BY (SELECT MAX(j.message_date) FROM chat_message_join j WHERE j.chat_id = c.ROWID) DESC,
+                      c.ROWID DESC",
+            vec![],
+        )?;
+        if unread_only {
+            chats.retain(|c| c.unread_count > 0);
+        }
+        chats.truncate(limit);
+        Ok(chats)
+    }
+
+    /// Every chat, by ROWID.
+    pub fn all_chats(&self) -> Result<Vec<ChatRow>> {
+        self.query_chats("ORDER BY c.ROWID", vec![])
+    }
+
+    /// The message with this ROWID.
+    pub fn message(&self, rowid: i64) -> Result<Option<MessageRow>> {
+        Ok(self
+            .query_messages("WHERE m.ROWID = ?1", vec![rowid.into()])?
+            .pop())
+    }
+
+    /// The message with this guid (a `p:N/` prefix is ignored).
+    pub fn message_by_guid(&self, guid: &str) -> Result<Option<MessageRow>> {
+        let guid = strip_part_prefix(guid);
+        Ok(self
+            .query_messages("WHERE m.guid = ?1", vec![guid.to_string().into()])?
+            .pop())
+    }
+
+    /// ROWID > since_rowid, ROWID ascending, at most `limit` rows; includes unjoined rows
+    /// (chat_id None) unless chat_id is given; reactions only if include_reactions.
+    pub fn messages_after(
+        &self,
+        since_rowid: i64,
+        chat_id: Option<i64>,
+        limit: usize,
+        include_reactions: bool,
+    ) -> Result<Vec<MessageRow>> {
+        let mut tail = String::from("WHERE m.ROWID > ?1");
+        let mut params: Vec<Value> = vec![since_rowid.into()];
+        if let Some(chat) = chat_id {
+            tail.push_str(
+                " AND EXISTS (SELECT 1 FROM chat_message_join j WHERE j.message_id = m.ROWID AND j.chat_id = ?2)",
+            );
+            params.push(chat.into());
+        }
+        if !include_reactions {
+            tail.push_str(&format!(" AND NOT {}", self.reaction_cond()));
+        }
+        tail.push_str(&format!(
+            " ORDER BY m.ROWID ASC LIMIT {}",
+            clamp_limit(limit)
+        ));
+        let mut rows = self.query_messages(&tail, params)?;
+        if let Some(chat) = chat_id {
+            for m in &mut rows {
+                m.chat_id = Some(chat);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Messages of one chat, newest first (equal dates: higher ROWID first), no reaction rows.
+    /// Filters apply before the limit. Every row reports the requested chat_id.
+    pub fn history(&self, q: &HistoryQuery) -> Result<Vec<MessageRow>> {
+        let mut tail = String::from(
+            "JOIN chat_message_join cj ON cj.message_id = m.ROWID AND cj.chat_id = ?1 WHERE 1",
+        );
+        let mut params: Vec<Value> = vec![q.chat_id.into()];
+        tail.push_str(&format!(" AND NOT {}", self.reaction_cond()));
+        if let Some(start) = q.start {
+            params.push(start.into());
+            tail.push_str(&format!(" AND IFNULL(m.date, 0) >= ?{}", params.len()));
+        }
+        if let Some(end) = q.end {
+            params.push(end.into());
+            tail.push_str(&format!(" AND IFNULL(m.date, 0) < ?{}", params.len()));
+        }
+        let wanted: Vec<&String> = q.participants.iter().filter(|p| !p.is_empty()).collect();
+        if !wanted.is_empty() {
+            let sender = if self.message_cols.contains("destination_caller_id") {
+                "COALESCE(NULLIF(h.id, ''), m.destination_caller_id, '')"
+            } else {
+                "IFNULL(h.id, '')"
+            };
+            let mut marks = Vec::new();
+            for p in wanted {
+                params.push(p.to_lowercase().into());
+                marks.push(format!("?{}", params.len()));
+            }
+            tail.push_str(&format!(" AND lower({sender}) IN ({})", marks.join(", ")));
+        }
+        tail.push_str(&format!(
+            " ORDER BY m.date DESC, m.ROWID DESC LIMIT {}",
+            clamp_limit(q.limit)
+        ));
+        let mut rows = self.query_messages(&tail, params)?;
+        for m in &mut rows {
+            m.chat_id = Some(q.chat_id);
+        }
+        Ok(rows)
+    }
+
+    /// Tapback rows targeting the message, as its current reaction state, oldest first:
+    /// a repeated add by the same sender, direction and type replaces the earlier entry in
+    /// place; a removal (3000-3005) deletes the matching add; 3006 deletes that sender's first
+    /// custom reaction.
+    pub fn reactions_for(&self, message_guid: &str) -> Result<Vec<MessageRow>> {
+        if !self.message_cols.contains("associated_message_guid")
+            || !self.message_cols.contains("associated_message_type")
+        {
+            return Ok(Vec::new());
+        }
+        let guid = strip_part_prefix(message_guid);
+        if guid.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.query_messages(
+            "WHERE (m.associated_message_guid = ?1 OR m.associated_message_guid LIKE '%/' || ?1)
+               AND m.associated_message_type BETWEEN 2000 AND 3006
+             ORDER BY m.ROWID ASC",
+            vec![guid.to_string().into()],
+        )?;
+        Ok(fold_reactions(rows))
+    }
+
+    fn reaction_cond(&self) -> &'static str {
+        if self.message_cols.contains("associated_message_type") {
+            "(IFNULL(m.associated_message_type, 0) BETWEEN 2000 AND 3006)"
+        } else {
+            "0"
+        }
+    }
+
+    /// Outgoing (is_from_me = 1) rows after `since_rowid`, ROWID ascending.
+    pub fn sent(&self, since_rowid: i64) -> Result<Vec<MessageRow>> {
+        self.query_messages(
+            "WHERE m.ROWID > ?1 AND m.is_from_me = 1 ORDER BY m.ROWID ASC",
+            vec![since_rowid.into()],
+        )
+    }
+}
+
+/// The current reaction state from tapback rows in ROWID order (see `World::reactions_for`).
+pub fn fold_reactions(rows: Vec<MessageRow>) -> Vec<MessageRow> {
+    let mut state: Vec<MessageRow> = Vec::new();
+    let same_actor = |a: &MessageRow, b: &MessageRow| {
+        a.is_from_me == b.is_from_me && a.sender.eq_ignore_ascii_case(&b.sender)
+    };
+    for row in rows {
+        let t = row.associated_message_type;
+        match t {
+            2000..=2006 => {
+                if let Some(slot) = state
+                    .iter_mut()
+                    .find(|s| s.associated_message_type == t && same_actor(s, &row))
+                {
+                    *slot = row;
+                } else {
+                    state.push(row);
+                }
+            }
+            3000..=3006 => {
+                let add = t - 1000;
+                if let Some(pos) = state
+                    .iter()
+                    .position(|s| s.associated_message_type == add && same_actor(s, &row))
+                {
+                    state.remove(pos);
+                }
+            }
+            _ => {}
+        }
+    }
+    state
+}
+
+/// `p:0/ABC` -> `ABC`; anything up to the last `/` is dropped.
+pub fn strip_part_prefix(guid: &str) -> &str {
+    match guid.rfind('/') {
+        Some(i) => &guid[i + 1..],
+        None => guid,
+    }
+}
+
+fn clamp_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
+    let handle: String = r.get(3)?;
+    let dci: Option<String> = r.get(16)?;
+    let sender = if !handle.is_empty() {
+        handle
+    } else {
+        dci.clone().unwrap_or_default()
+    };
+    let mut text: String = r.get(5)?;
+    if text.is_empty() {
+        if let Ok(Some(body)) = r.get::<_, Option<Vec<u8>>>(18) {
+            text = super::typedstream::text_from_attributed_body(&body).unwrap_or_default();
+        }
+    }
+    Ok(MessageRow {
+        id: r.get(0)?,
+        guid: r.get(1)?,
+        chat_id: r.get(2)?,
+        sender,
+        is_from_me: r.get::<_, i64>(4)? != 0,
+        text,
+        date: r.get(6)?,
+        is_read: r.get::<_, i64>(7)? != 0,
+        date_read: r.get(8)?,
+        service: r.get(9)?,
+        associated_message_guid: non_empty(r.get(10)?),
+        associated_message_type: r.get(11)?,
+        associated_message_emoji: non_empty(r.get(12)?),
+        thread_originator_guid: non_empty(r.get(13)?),
+        thread_originator_part: non_empty(r.get(14)?),
+        reply_to_guid: non_empty(r.get(15)?),
+        destination_caller_id: non_empty(dci),
+        balloon_bundle_id: non_empty(r.get(17)?),
+        attachments: Vec::new(),
+    })
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_prefix_is_stripped_up_to_the_last_slash() {
+        assert_eq!(strip_part_prefix("p:0/ABC-1"), "ABC-1");
+        assert_eq!(strip_part_prefix("bp:1/x/DEF"), "DEF");
+        assert_eq!(strip_part_prefix("ABC"), "ABC");
+        assert_eq!(strip_part_prefix("p:0/"), "");
+    }
+}
