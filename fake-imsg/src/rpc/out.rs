@@ -1,0 +1,116 @@
+//! The stdout writer: one complete JSON line per record, written and flushed under one lock
+//! so concurrent lanes and watchers never interleave. Applies the output faults
+//! (garbage/partial lines, exit after N responses) because they are defined by what has
+//! been written.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::faults::Faults;
+
+struct Inner {
+    w: Box<dyn Write + Send>,
+    responses: u64,
+}
+
+/// Shared writer of JSON lines.
+pub struct Out {
+    inner: Mutex<Inner>,
+    faults: Faults,
+}
+
+/// Serializes like Apple's JSONSerialization as far as a reader can see: compact, with `/`
+/// escaped as `\/` (a `/` can only occur inside JSON strings, so a plain replace is exact).
+pub fn encode(v: &Value) -> String {
+    let s = serde_json::to_string(v).unwrap_or_else(|_| {
+        r#"{"jsonrpc":"2.0","error":{"code":-32603,"message":"write failed"}}"#.to_string()
+    });
+    if s.contains('/') {
+        s.replace('/', "\\/")
+    } else {
+        s
+    }
+}
+
+impl Out {
+    pub fn new(w: Box<dyn Write + Send>, faults: Faults) -> Out {
+        Out {
+            inner: Mutex::new(Inner { w, responses: 0 }),
+            faults,
+        }
+    }
+
+    /// Writes a notification line.
+    pub fn notify(&self, v: &Value) {
+        let line = encode(v);
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        write_line(&mut g.w, &line);
+    }
+
+    /// Writes several lines under one lock (e.g. a notification and its duplicate).
+    pub fn notify_all(&self, vs: &[Value]) {
+        let lines: Vec<String> = vs.iter().map(encode).collect();
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for l in &lines {
+            write_line(&mut g.w, l);
+        }
+    }
+
+    /// Writes a response line, then any output fault due after it.
+    pub fn respond(&self, v: &Value) {
+        self.respond_line(encode(v));
+    }
+
+    /// Writes a success response whose result is already encoded.
+    pub fn respond_encoded(&self, id: &Value, result: &str) {
+        self.respond_line(format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{result}}}",
+            encode(id)
+        ));
+    }
+
+    fn respond_line(&self, line: String) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        write_line(&mut g.w, &line);
+        g.responses += 1;
+        let n = g.responses;
+        if self.faults.garbage_line_after == Some(n) {
+            write_line(&mut g.w, "fake-imsg: garbage line <<not json>>");
+        }
+        if self.faults.partial_line_after == Some(n) {
+            let half = &line[..line.len() / 2];
+            let cut = (0..=half.len())
+                .rev()
+                .find(|i| half.is_char_boundary(*i))
+                .unwrap_or(0);
+            write_line(&mut g.w, &half[..cut]);
+        }
+        if self.faults.exit_after_requests == Some(n) {
+            tracing::warn!("fault exit_after_requests={n}: exiting");
+            let _ = g.w.flush();
+            std::process::exit(1);
+        }
+    }
+
+    /// Holds the writer lock and exits (used by the `exit_after_ms` fault so no line is cut).
+    pub fn exit_now(&self, code: i32) -> ! {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = g.w.flush();
+        std::process::exit(code)
+    }
+
+    pub fn flush(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = g.w.flush();
+    }
+}
+
+fn write_line(w: &mut Box<dyn Write + Send>, line: &str) {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    // A closed stdout means the client is gone; stdin EOF will end the process.
+    let _ = w.write_all(&buf).and_then(|_| w.flush());
+}

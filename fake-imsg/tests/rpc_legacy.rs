@@ -1,0 +1,283 @@
+//! The legacy (imsg 0.9) surface over pipes, `--protocol legacy`: lenient parser and params,
+//! the 22 method names, error strings of imsg-rpc.md §8, shapes, and the §10 startup-error
+//! server.
+
+mod rpc_support;
+
+use rpc_support::*;
+use serde_json::{json, Value};
+
+fn invalid(data: &str) -> Value {
+    json!({"code": -32602, "message": "Invalid params", "data": data})
+}
+
+#[test]
+fn legacy_framing_and_unknown_methods() {
+    let f = Fixture::new();
+    let mut rpc = Rpc::legacy(&f.db);
+    // Missing or non-string jsonrpc is accepted; any id is echoed.
+    rpc.send_raw(br#"{"id":{"k":[1]},"method":"watch.unsubscribe","params":{"subscription":"4"}}"#);
+    assert_eq!(
+        rpc.next(),
+        json!({"jsonrpc":"2.0","id":{"k":[1]},"result":{"ok":true}})
+    );
+    rpc.send_raw(br#"{"jsonrpc":2.0,"id":true,"method":"watch.unsubscribe","params":[1]}"#);
+    assert_eq!(
+        rpc.next(),
+        error(
+            json!(true),
+            -32602,
+            "Invalid params",
+            json!("subscription is required")
+        )
+    );
+    rpc.send_raw(br#"{"jsonrpc":"1.0","id":3,"method":"chats.list"}"#);
+    assert_eq!(
+        rpc.next(),
+        error(
+            json!(3),
+            -32600,
+            "Invalid Request",
+            json!("jsonrpc must be 2.0")
+        )
+    );
+    rpc.send_raw(br#"{"jsonrpc":"2.0","id":4}"#);
+    assert_eq!(
+        rpc.next(),
+        error(
+            json!(4),
+            -32600,
+            "Invalid Request",
+            json!("method is required")
+        )
+    );
+    rpc.send_raw(b"[]");
+    assert_eq!(
+        rpc.next(),
+        error(
+            Value::Null,
+            -32600,
+            "Invalid Request",
+            json!("request must be an object")
+        )
+    );
+    rpc.send_raw(b"true");
+    let e = rpc.next();
+    assert_eq!(
+        (e["id"].clone(), e["error"]["code"].clone()),
+        (Value::Null, json!(-32700))
+    );
+    // Failed notifications are answered with id null; successful ones are silent.
+    rpc.send_raw(br#"{"jsonrpc":"2.0","method":"$/cancelRequest"}"#);
+    assert_eq!(
+        rpc.next(),
+        error(
+            Value::Null,
+            -32601,
+            "Method not found",
+            json!("$/cancelRequest")
+        )
+    );
+    rpc.send_raw(br#"{"jsonrpc":"2.0","method":"chats.list"}"#);
+    assert!(rpc.quiet_for(200));
+    for m in [
+        "status",
+        "initialize",
+        "messages.after",
+        "chats.get",
+        "typing.start",
+        "messages.search",
+    ] {
+        assert_eq!(
+            rpc.err(m, json!({})),
+            json!({"code": -32601, "message": "Method not found", "data": m})
+        );
+    }
+}
+
+#[test]
+fn legacy_reads_and_shapes() {
+    let f = Fixture::new();
+    let mut rpc = Rpc::legacy(&f.db);
+    let r = rpc.ok("chats.list", json!({"limit": 0}));
+    let chats = r["chats"].as_array().unwrap();
+    assert_eq!(chats.len(), 1, "limit clamps to 1");
+    let r = rpc.ok("chats.list", json!({"limit": "10"}));
+    let mut dm = r["chats"][1].clone();
+    assert_iso(&dm["last_message_at"]);
+    dm["last_message_at"] = json!("<date>");
+    assert_eq!(
+        dm,
+        json!({"id": 1, "identifier": ALICE, "guid": format!("iMessage;-;{ALICE}"), "name": ALICE,
+               "service": "iMessage", "last_message_at": "<date>", "participants": [ALICE],
+               "is_group": false})
+    );
+    assert_eq!(
+        rpc.err("messages.history", json!({"chat_id": "x"})),
+        invalid("chat_id is required")
+    );
+    assert_eq!(
+        rpc.err(
+            "messages.history",
+            json!({"chat_id": 1, "start": "yesterday"})
+        ),
+        json!({"code": -32603, "message": "Internal error", "data": "Invalid ISO8601 date: yesterday"})
+    );
+    let r = rpc.ok("messages.history", json!({"chat_id": "1", "limit": 0}));
+    let msgs = r["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1);
+    let mut m = msgs[0].clone();
+    scrub_message(&mut m);
+    m.as_object_mut().unwrap().remove("destination_caller_id");
+    assert_eq!(
+        m,
+        json!({"id": "<id>", "chat_id": 1, "guid": "<guid>", "sender": ALICE, "is_from_me": false,
+               "text": "hello", "created_at": "<date>", "attachments": [], "reactions": [],
+               "chat_identifier": ALICE, "chat_guid": format!("iMessage;-;{ALICE}"),
+               "chat_name": ALICE, "participants": [ALICE], "is_group": false})
+    );
+    let r = rpc.ok(
+        "messages.history",
+        json!({"chat_id": 2, "participants": "+15550000002, "}),
+    );
+    assert_eq!(r["messages"], json!([]));
+}
+
+#[test]
+fn legacy_watch() {
+    let f = Fixture::new();
+    let mut rpc = Rpc::legacy(&f.db);
+    assert_eq!(
+        rpc.err("watch.subscribe", json!({"debounce_ms": "soon"})),
+        invalid("debounce_ms must be a non-negative integer")
+    );
+    assert_eq!(
+        rpc.err("watch.subscribe", json!({"start": "nope"})),
+        json!({"code": -32603, "message": "Internal error", "data": "Invalid ISO8601 date: nope"})
+    );
+    assert_eq!(
+        rpc.ok(
+            "watch.subscribe",
+            json!({"chat_id": "bogus", "debounceMs": 0})
+        ),
+        json!({"subscription": 1})
+    );
+    say(&f.world(), 2, BOB, "legacy live");
+    let n = rpc.notification();
+    assert_eq!(n["method"], "message");
+    assert_eq!(n["params"]["subscription"], 1);
+    assert_eq!(n["params"]["message"]["text"], "legacy live");
+    assert!(
+        n["params"]["message"].get("is_read").is_none(),
+        "no v1 fields"
+    );
+    assert_eq!(
+        rpc.err("watch.unsubscribe", json!({})),
+        invalid("subscription is required")
+    );
+}
+
+#[test]
+fn legacy_send_typing_read_and_bridge_methods() {
+    let f = Fixture::new();
+    let mut rpc = Rpc::legacy(&f.db);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("send", json!({}), "to is required for direct sends"),
+        ("send", json!({"chat_id": 999}), "text or file is required"),
+        ("send", json!({"chat_id": 999, "text": "x"}), "unknown chat_id 999"),
+        ("send", json!({"chat_id": 1, "to": "+15551234567", "text": "hi"}), "use to or chat_*; not both"),
+        ("send", json!({"to": ALICE, "text": "x", "service": "iMessage"}), "invalid service"),
+        ("send", json!({"to": ALICE, "text": "x", "transport": "carrier"}), "invalid transport"),
+        ("send", json!({"to": "+15559990000", "text": "x", "transport": "bridge"}), "bridge transport requires an existing chat target"),
+        ("typing", json!({}), "to is required"),
+        ("typing", json!({"to": "+123", "service": "fax"}), "fax"),
+        ("read", json!({"chat_id": 999}), "unknown chat_id 999"),
+        ("group.rename", json!({"name": "x"}), "chat_guid, chat_identifier, or chat_id is required"),
+        ("tapback", json!({"chat_id": 1}), "message_id or message_guid is required"),
+        ("tapback", json!({"chat_id": 1, "message_id": "g"}), "reaction, kind, or emoji is required"),
+        ("tapback", json!({"chat_id": 1, "messageGuid": "g", "reaction": "wow"}), "unsupported tapback reaction wow; use love, like, dislike, laugh, emphasize, or question"),
+        ("chats.create", json!({}), "addresses is required (non-empty array of phone/email)"),
+    ];
+    for (m, p, data) in cases {
+        assert_eq!(rpc.err(m, p.clone()), invalid(data), "{m} {p}");
+    }
+    let r = rpc.ok(
+        "send",
+        json!({"to": ALICE, "text": "hi", "service": "auto", "region": "US"}),
+    );
+    let id = r["id"].as_i64().unwrap();
+    let guid = r["guid"].as_str().unwrap();
+    assert_eq!(
+        r,
+        json!({"ok": true, "transport": "applescript", "id": id, "guid": guid})
+    );
+    assert_eq!(
+        rpc.ok("chats.list", json!({}))["chats"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    rpc.ok("send", json!({"to": "new@example.com", "text": "first"}));
+    let chats = rpc.ok("chats.list", json!({}));
+    assert_eq!(
+        chats["chats"][0]["identifier"], "new@example.com",
+        "a fresh list after a send"
+    );
+    assert_eq!(
+        rpc.ok("typing", json!({"to": "+123", "typing": true})),
+        json!({"ok": true})
+    );
+    assert_eq!(rpc.ok("read", json!({"chat_id": 1})), json!({"ok": true}));
+    let e = rpc.err(
+        "tapback",
+        json!({"chat_identifier": ALICE, "message_id": guid, "reaction": "heart"}),
+    );
+    assert_eq!(e["code"], -32603);
+    assert!(e["data"]
+        .as_str()
+        .unwrap()
+        .contains("System Integrity Protection"));
+    let missing = f.path("gone.png");
+    assert_eq!(
+        rpc.err("send", json!({"chat_id": 1, "file": missing})),
+        json!({"code": -32603, "message": "Internal error",
+               "data": format!("AppleScript failed: Attachment not found at {}", missing.display())})
+    );
+}
+
+#[test]
+fn legacy_startup_error_server() {
+    let f = Fixture::empty();
+    let mut rpc = Rpc::start_env(&f.db, &[], &[("FAKE_IMSG_PROTOCOL", "legacy")]);
+    for (id, method) in [
+        (json!("startup"), "chats.list"),
+        (json!(2), "no.such.method"),
+    ] {
+        let r = rpc.call(id.clone(), method, json!({"limit": 1}));
+        assert_eq!(r["id"], id);
+        assert_eq!(r["error"]["code"], -32603);
+        assert_eq!(r["error"]["message"], "Internal error");
+        let text = r["error"]["data"].as_str().unwrap();
+        assert!(
+            text.contains("Permission Error") && text.contains("Full Disk Access"),
+            "{text}"
+        );
+        assert!(text.contains(&f.db.display().to_string()));
+    }
+    rpc.send_raw(br#"{"method":"chats.list"}"#);
+    assert_eq!(
+        rpc.next()["id"],
+        Value::Null,
+        "id-less requests get id null"
+    );
+    rpc.send_raw(b"{oops");
+    assert_eq!(
+        rpc.next()["error"]["code"],
+        -32700,
+        "parse errors stay parse errors"
+    );
+    let (code, rest) = rpc.finish();
+    assert_eq!(code, 1);
+    assert!(rest.is_empty());
+}
