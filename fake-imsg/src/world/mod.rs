@@ -263,7 +263,9 @@ impl World {
         }
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| sql_err(path, e))?;
         configure(&conn, path)?;
@@ -280,8 +282,13 @@ impl World {
                 path.display()
             )));
         }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .map_err(|e| sql_err(path, e))?;
+        // NO_MUTEX (rusqlite's default): a Connection is never shared between threads, so
+        // SQLite's per-call connection mutex is pure overhead on every column read.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql_err(path, e))?;
         configure(&conn, path)?;
         Self::from_conn(conn, path)
     }
@@ -307,6 +314,7 @@ impl World {
         let has_side_tables = !table_columns(&conn, "fake_imsg_meta")
             .map_err(|e| sql_err(&path, e))?
             .is_empty();
+        ensure_read_indexes(&conn, &path);
         Ok(World {
             conn,
             path,
@@ -356,16 +364,17 @@ impl World {
     /// MAX(message.ROWID), 0 if there are no messages.
     pub fn max_rowid(&self) -> Result<i64> {
         self.conn
-            .query_row("SELECT IFNULL(MAX(ROWID), 0) FROM message", [], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT IFNULL(MAX(ROWID), 0) FROM message")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(|e| self.err(e))
     }
 
     /// PRAGMA data_version: changes when another connection commits (cheap change probe).
     pub fn data_version(&self) -> Result<i64> {
+        // Polled before every memoised read and by every watcher: keep it prepared.
         self.conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(|e| self.err(e))
     }
 
@@ -402,11 +411,8 @@ impl World {
             return None;
         }
         self.conn
-            .query_row(
-                "SELECT name FROM fake_imsg_contact WHERE handle = ?1 COLLATE NOCASE",
-                [handle],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT name FROM fake_imsg_contact WHERE handle = ?1 COLLATE NOCASE")
+            .and_then(|mut s| s.query_row([handle], |r| r.get(0)))
             .ok()
     }
 
@@ -456,6 +462,7 @@ impl World {
                      CREATE TABLE IF NOT EXISTS fake_imsg_contact (handle TEXT PRIMARY KEY, name TEXT NOT NULL);",
                 )
                 .map_err(|e| self.err(e))?;
+            ensure_read_indexes(&self.conn, &self.path);
             self.has_side_tables.set(true);
         }
         Ok(())
@@ -485,6 +492,37 @@ fn configure(conn: &Connection, path: &Path) -> Result<()> {
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(|e| sql_err(path, e))?;
     Ok(())
+}
+
+/// Adds the indexes of `schema::READ_INDEXES` that this file lacks (an older world, or a copy
+/// of a real chat.db), so reads stay fast. Best effort: a read-only or busy file keeps working,
+/// only slower.
+fn ensure_read_indexes(conn: &Connection, path: &Path) {
+    for index in schema::READ_INDEXES {
+        let present = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1",
+                [index.name],
+                |_| Ok(()),
+            )
+            .is_ok();
+        if present {
+            continue;
+        }
+        let Ok(cols) = table_columns(conn, index.table) else {
+            continue;
+        };
+        if !index.columns.iter().all(|c| cols.contains(*c)) {
+            continue;
+        }
+        if let Err(e) = conn.execute_batch(index.sql) {
+            tracing::debug!(
+                "world {}: index {} not created ({e}); reads stay correct but slower",
+                path.display(),
+                index.name
+            );
+        }
+    }
 }
 
 fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<HashSet<String>> {

@@ -1,7 +1,13 @@
 //! Reads: chats, messages (with sender, lowest chat join and attachments), history,
 //! catch-up after a ROWID, and the current reaction state of a message.
 
-use rusqlite::{params_from_iter, types::Value, Row};
+use std::collections::HashMap;
+
+use rusqlite::{
+    params_from_iter,
+    types::{Type, Value},
+    Row,
+};
 
 use super::{AttachmentRow, ChatRow, HistoryQuery, MessageRow, Result, World};
 
@@ -21,11 +27,26 @@ const OPTIONAL_MESSAGE_COLS: &[&str] = &[
     "attributedBody",
 ];
 
-const CHAT_SELECT: &str = "SELECT c.ROWID, IFNULL(c.guid, ''), IFNULL(c.chat_identifier, ''),
+/// Columns 0..=7 of a `ChatRow`, from `chat c`.
+const CHAT_COLS: &str = "c.ROWID, IFNULL(c.guid, ''), IFNULL(c.chat_identifier, ''),
     c.display_name, IFNULL(c.service_name, ''), c.account_id, c.account_login,
-    c.last_addressed_handle,
-    (SELECT MAX(j.message_date) FROM chat_message_join j WHERE j.chat_id = c.ROWID)
-    FROM chat c";
+    c.last_addressed_handle";
+
+/// Newest message_date of chat `c` (one index seek on chat_message_join (chat_id, message_date)).
+const LAST_DATE: &str =
+    "(SELECT MAX(j.message_date) FROM chat_message_join j WHERE j.chat_id = c.ROWID)";
+
+/// The handle.id values of chat `c` (via chat_handle_join) as a JSON array, in one seek per
+/// handle; `participants_from_json` sorts and dedupes them.
+const PARTICIPANTS: &str = "(SELECT json_group_array(h.id)
+    FROM chat_handle_join j JOIN handle h ON h.ROWID = j.handle_id
+    WHERE j.chat_id = c.ROWID AND h.id IS NOT NULL AND h.id <> '')";
+
+/// Inbound unread rows of chat `c`; with `message_idx_is_read` SQLite walks only the unread
+/// rows instead of every message of the chat.
+const UNREAD_ONE: &str =
+    "(SELECT COUNT(*) FROM chat_message_join j JOIN message m ON m.ROWID = j.message_id
+    WHERE j.chat_id = c.ROWID AND m.is_from_me = 0 AND m.is_read = 0)";
 
 impl World {
     fn message_select(&self) -> String {
@@ -67,12 +88,53 @@ impl World {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
         drop(stmt);
-        rows.into_iter()
-            .map(|mut m| {
+        self.fill_attachments(rows)
+    }
+
+    /// Sets `attachments` of the messages, with one query for all of them (attachment ROWID
+    /// order within a message).
+    fn fill_attachments(&self, mut rows: Vec<MessageRow>) -> Result<Vec<MessageRow>> {
+        if rows.len() <= 1 {
+            for m in &mut rows {
                 m.attachments = self.attachments_of(m.id)?;
-                Ok(m)
+            }
+            return Ok(rows);
+        }
+        let ids = rows
+            .iter()
+            .map(|m| m.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT j.message_id, a.ROWID, IFNULL(a.filename, ''), IFNULL(a.transfer_name, ''),
+                    IFNULL(a.uti, ''), IFNULL(a.mime_type, ''), IFNULL(a.total_bytes, 0),
+                    IFNULL(a.is_sticker, 0)
+                 FROM message_attachment_join j JOIN attachment a ON a.ROWID = j.attachment_id
+                 WHERE j.message_id IN (SELECT value FROM json_each(?1))
+                 ORDER BY j.message_id, a.ROWID",
+            )
+            .map_err(|e| self.err(e))?;
+        let found = stmt
+            .query_map([format!("[{ids}]")], |r| {
+                Ok((r.get::<_, i64>(0)?, attachment_from_row(r, 1)?))
             })
-            .collect()
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        if !found.is_empty() {
+            let mut by_message: HashMap<i64, Vec<AttachmentRow>> = HashMap::new();
+            for (message_id, a) in found {
+                by_message.entry(message_id).or_default().push(a);
+            }
+            for m in &mut rows {
+                if let Some(list) = by_message.remove(&m.id) {
+                    m.attachments = list;
+                }
+            }
+        }
+        Ok(rows)
     }
 
     fn attachments_of(&self, message_id: i64) -> Result<Vec<AttachmentRow>> {
@@ -87,86 +149,68 @@ impl World {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([message_id], |r| {
-                Ok(AttachmentRow {
-                    rowid: r.get(0)?,
-                    filename: r.get(1)?,
-                    transfer_name: r.get(2)?,
-                    uti: r.get(3)?,
-                    mime_type: r.get(4)?,
-                    total_bytes: r.get(5)?,
-                    is_sticker: r.get::<_, i64>(6)? != 0,
-                })
-            })
+            .query_map([message_id], |r| attachment_from_row(r, 0))
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
         Ok(rows)
     }
 
-    fn query_chats(&self, tail: &str, params: Vec<Value>) -> Result<Vec<ChatRow>> {
-        let sql = format!("{CHAT_SELECT} {tail}");
-        let mut stmt = self.conn().prepare_cached(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params_from_iter(params), |r| {
-                Ok(ChatRow {
-                    id: r.get(0)?,
-                    guid: r.get(1)?,
-                    identifier: r.get(2)?,
-                    display_name: r.get(3)?,
-                    service: r.get(4)?,
-                    participants: Vec::new(),
-                    account_id: r.get(5)?,
-                    account_login: r.get(6)?,
-                    last_addressed_handle: r.get(7)?,
-                    last_message_date: r.get(8)?,
-                    unread_count: 0,
-                    contact_name: None,
-                })
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
+    /// Runs a chat query whose columns are `CHAT_COLS`, last date, unread count, contact name
+    /// and `PARTICIPANTS`, stepping only until `limit` rows that `keep` accepts (it may also
+    /// fill in fields) have been read.
+    fn run_chat_query(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        limit: usize,
+        mut keep: impl FnMut(&mut ChatRow) -> bool,
+    ) -> Result<Vec<ChatRow>> {
+        let mut stmt = self.conn().prepare_cached(sql).map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params_from_iter(params))
             .map_err(|e| self.err(e))?;
-        drop(stmt);
-        rows.into_iter()
-            .map(|mut c| {
-                c.participants = self.participants_of(c.id)?;
-                c.unread_count = self.unread_count_of(c.id)?;
-                if !c.is_group() {
-                    c.contact_name = self.contact_name(&c.identifier);
-                }
-                Ok(c)
-            })
-            .collect()
-    }
-
-    fn participants_of(&self, chat_id: i64) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached(
-                "SELECT DISTINCT h.id FROM chat_handle_join j JOIN handle h ON h.ROWID = j.handle_id
-                 WHERE j.chat_id = ?1 AND h.id IS NOT NULL AND h.id <> '' ORDER BY h.id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([chat_id], |r| r.get(0))
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<String>>>()
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
-    }
-
-    fn unread_count_of(&self, chat_id: i64) -> Result<i64> {
-        if !self.has_read_state() {
-            return Ok(0);
+        let mut chats = Vec::new();
+        while chats.len() < limit {
+            let Some(r) = rows.next().map_err(|e| self.err(e))? else {
+                break;
+            };
+            let mut chat = chat_from_row(r).map_err(|e| self.err(e))?;
+            if keep(&mut chat) {
+                chats.push(chat);
+            }
         }
-        self.conn()
-            .prepare_cached(
-                "SELECT COUNT(*) FROM chat_message_join j JOIN message m ON m.ROWID = j.message_id
-                 WHERE j.chat_id = ?1 AND m.is_from_me = 0 AND m.is_read = 0",
-            )
-            .and_then(|mut s| s.query_row([chat_id], |r| r.get(0)))
-            .map_err(|e| self.err(e))
+        Ok(chats)
+    }
+
+    /// Chats selected by `tail` (a WHERE/ORDER/LIMIT over `chat c`), each counted on its own:
+    /// for lookups of one chat.
+    fn query_chats(&self, tail: &str, params: Vec<Value>) -> Result<Vec<ChatRow>> {
+        let unread = if self.has_read_state() {
+            UNREAD_ONE
+        } else {
+            "0"
+        };
+        let sql = format!(
+            "SELECT {CHAT_COLS}, {LAST_DATE}, {unread}, {contact}, {PARTICIPANTS}
+             FROM chat c {tail}",
+            contact = self.contact_expr()
+        );
+        self.run_chat_query(&sql, params, usize::MAX, |_| true)
+    }
+
+    /// The world's contact name of a direct chat's identifier, as `World::contact_name` finds
+    /// it (NULL for groups, empty identifiers, or a chat.db without our side tables).
+    fn contact_expr(&self) -> &'static str {
+        if self.has_side_tables.get() {
+            "CASE WHEN instr(IFNULL(c.guid, ''), ';+;') > 0
+                    OR instr(IFNULL(c.chat_identifier, ''), ';+;') > 0
+                    OR IFNULL(c.chat_identifier, '') = '' THEN NULL
+               ELSE (SELECT k.name FROM fake_imsg_contact k
+                     WHERE k.handle = c.chat_identifier COLLATE NOCASE) END"
+        } else {
+            "NULL"
+        }
     }
 
     /// The chat with this ROWID.
@@ -221,22 +265,71 @@ impl World {
 
     /// Chats with at least one message, newest activity first.
     pub fn chats(&self, limit: usize, unread_only: bool) -> Result<Vec<ChatRow>> {
-        let mut chats = self.query_chats(
-            "WHERE EXISTS (SELECT 1 FROM chat_message_join j WHERE j.chat_id = c.ROWID)
-             ORDER BY (SELECT MAX(j.message_date) FROM chat_message_join j WHERE j.chat_id = c.ROWID) DESC,
-                      c.ROWID DESC",
-            vec![],
-        )?;
-        if unread_only {
-            chats.retain(|c| c.unread_count > 0);
+        if unread_only && !self.has_read_state() {
+            return Ok(Vec::new());
         }
-        chats.truncate(limit);
-        Ok(chats)
+        let unread = self.unread_counts()?;
+        // The ordered ids and last dates come from a subquery that SQLite runs as a co-routine
+        // (its `LIMIT -1` keeps it from being flattened), so the outer row's contact name and
+        // participants are only computed for the rows read. The limit is not bound as a
+        // parameter: SQLite re-prepares a statement whose LIMIT is a bound value on every run,
+        // which cost more than the query.
+        let sql = format!(
+            "SELECT {CHAT_COLS}, p.last_date, 0, {contact}, {PARTICIPANTS}
+             FROM (SELECT c.ROWID AS id, {LAST_DATE} AS last_date FROM chat c
+                   WHERE EXISTS (SELECT 1 FROM chat_message_join j WHERE j.chat_id = c.ROWID)
+                   ORDER BY last_date DESC, c.ROWID DESC LIMIT -1) p
+             JOIN chat c ON c.ROWID = p.id
+             ORDER BY p.last_date DESC, p.id DESC",
+            contact = self.contact_expr()
+        );
+        self.run_chat_query(&sql, vec![], limit, |c| {
+            c.unread_count = unread.get(&c.id).copied().unwrap_or(0);
+            !unread_only || c.unread_count > 0
+        })
+    }
+
+    /// Inbound unread rows per chat (chats with none are absent), in one pass over the unread
+    /// rows, which `message_idx_is_read` keeps few to visit.
+    fn unread_counts(&self) -> Result<HashMap<i64, i64>> {
+        if !self.has_read_state() {
+            return Ok(HashMap::new());
+        }
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT j.chat_id, COUNT(*)
+                 FROM message m JOIN chat_message_join j ON j.message_id = m.ROWID
+                 WHERE m.is_from_me = 0 AND m.is_read = 0 GROUP BY j.chat_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let counts = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(|e| self.err(e))?
+            .filter_map(|r| match r {
+                Ok((Some(chat), n)) => Some(Ok((chat, n))),
+                Ok((None, _)) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<rusqlite::Result<HashMap<_, _>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(counts)
     }
 
     /// Every chat, by ROWID.
     pub fn all_chats(&self) -> Result<Vec<ChatRow>> {
-        self.query_chats("ORDER BY c.ROWID", vec![])
+        let unread = self.unread_counts()?;
+        let sql = format!(
+            "SELECT {CHAT_COLS}, {LAST_DATE}, 0, {contact}, {PARTICIPANTS}
+             FROM chat c ORDER BY c.ROWID",
+            contact = self.contact_expr()
+        );
+        self.run_chat_query(&sql, vec![], usize::MAX, |c| {
+            c.unread_count = unread.get(&c.id).copied().unwrap_or(0);
+            true
+        })
     }
 
     /// The message with this ROWID.
@@ -290,8 +383,11 @@ impl World {
     /// Messages of one chat, newest first (equal dates: higher ROWID first), no reaction rows.
     /// Filters apply before the limit. Every row reports the requested chat_id.
     pub fn history(&self, q: &HistoryQuery) -> Result<Vec<MessageRow>> {
+        // The page of ROWIDs is chosen from narrow columns first; the wide row (subqueries,
+        // attributedBody) is then read only for the rows returned, not for every row sorted.
         let mut tail = String::from(
-            "JOIN chat_message_join cj ON cj.message_id = m.ROWID AND cj.chat_id = ?1 WHERE 1",
+            "SELECT m.ROWID FROM message m LEFT JOIN handle h ON h.ROWID = m.handle_id
+             JOIN chat_message_join cj ON cj.message_id = m.ROWID AND cj.chat_id = ?1 WHERE 1",
         );
         let mut params: Vec<Value> = vec![q.chat_id.into()];
         tail.push_str(&format!(" AND NOT {}", self.reaction_cond()));
@@ -317,10 +413,11 @@ impl World {
             }
             tail.push_str(&format!(" AND lower({sender}) IN ({})", marks.join(", ")));
         }
-        tail.push_str(&format!(
-            " ORDER BY m.date DESC, m.ROWID DESC LIMIT {}",
+        let tail = format!(
+            "WHERE m.ROWID IN ({tail} ORDER BY m.date DESC, m.ROWID DESC LIMIT {})
+             ORDER BY m.date DESC, m.ROWID DESC",
             clamp_limit(q.limit)
-        ));
+        );
         let mut rows = self.query_messages(&tail, params)?;
         for m in &mut rows {
             m.chat_id = Some(q.chat_id);
@@ -451,6 +548,47 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
     })
 }
 
+/// `PARTICIPANTS` as a sorted, deduped list. Rust's byte order on UTF-8 is SQLite's BINARY
+/// collation, so this is the order `ORDER BY h.id` gives.
+fn participants_from_json(json: &str) -> rusqlite::Result<Vec<String>> {
+    let mut handles: Vec<String> = serde_json::from_str(json)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(11, Type::Text, Box::new(e)))?;
+    handles.sort_unstable();
+    handles.dedup();
+    Ok(handles)
+}
+
+/// An `AttachmentRow` from the seven attachment columns starting at `at`.
+fn attachment_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<AttachmentRow> {
+    Ok(AttachmentRow {
+        rowid: r.get(at)?,
+        filename: r.get(at + 1)?,
+        transfer_name: r.get(at + 2)?,
+        uti: r.get(at + 3)?,
+        mime_type: r.get(at + 4)?,
+        total_bytes: r.get(at + 5)?,
+        is_sticker: r.get::<_, i64>(at + 6)? != 0,
+    })
+}
+
+/// A `ChatRow` from `CHAT_COLS`, last date, unread count, contact name and `PARTICIPANTS`.
+fn chat_from_row(r: &Row<'_>) -> rusqlite::Result<ChatRow> {
+    Ok(ChatRow {
+        id: r.get(0)?,
+        guid: r.get(1)?,
+        identifier: r.get(2)?,
+        display_name: r.get(3)?,
+        service: r.get(4)?,
+        participants: participants_from_json(r.get_ref(11)?.as_str()?)?,
+        account_id: r.get(5)?,
+        account_login: r.get(6)?,
+        last_addressed_handle: r.get(7)?,
+        last_message_date: r.get(8)?,
+        unread_count: r.get(9)?,
+        contact_name: r.get(10)?,
+    })
+}
+
 fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty())
 }
@@ -458,6 +596,74 @@ fn non_empty(v: Option<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn busy_world(dir: &std::path::Path) -> World {
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/worlds/busy.json5");
+        World::build_from_scenario_file(&fixture, &dir.join("chat.db")).unwrap()
+    }
+
+    #[test]
+    fn the_chat_list_agrees_with_one_chat_lookups() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = busy_world(dir.path());
+        let all = w.chats(usize::MAX, false).unwrap();
+        assert!(all.len() > 20, "the fixture has many chats");
+        assert!(all.iter().any(|c| c.unread_count > 0));
+        assert!(all.iter().any(|c| c.contact_name.is_some()));
+        assert!(all.iter().any(|c| c.participants.len() > 2));
+        for c in &all {
+            assert_eq!(Some(c), w.chat(c.id).unwrap().as_ref());
+        }
+        let by_id = w.all_chats().unwrap();
+        for c in &all {
+            assert_eq!(Some(c), by_id.iter().find(|b| b.id == c.id));
+        }
+        for pair in all.windows(2) {
+            assert!(
+                (pair[0].last_message_date, pair[0].id) > (pair[1].last_message_date, pair[1].id),
+                "newest first, then higher ROWID"
+            );
+        }
+        assert_eq!(w.chats(5, false).unwrap(), all[..5].to_vec());
+        let unread: Vec<ChatRow> = all.iter().filter(|c| c.unread_count > 0).cloned().collect();
+        assert_eq!(w.chats(usize::MAX, true).unwrap(), unread);
+        assert_eq!(w.chats(1, true).unwrap(), unread[..1].to_vec());
+        assert!(w.chats(0, false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn opening_a_world_without_the_read_indexes_adds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("chat.db");
+        World::create(&p).unwrap();
+        {
+            let c = rusqlite::Connection::open(&p).unwrap();
+            c.execute_batch(
+                "DROP INDEX message_idx_is_read; DROP INDEX fake_imsg_contact_idx_handle_nocase;
+                 DROP INDEX chat_message_join_idx_message_id_chat_id;",
+            )
+            .unwrap();
+        }
+        let w = World::open(&p).unwrap();
+        for index in super::super::schema::READ_INDEXES {
+            let n: i64 = w
+                .conn()
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?1",
+                    [index.name],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 1, "{} was not recreated", index.name);
+        }
+    }
+
+    #[test]
+    fn participants_are_sorted_in_sqlite_binary_order_and_deduped() {
+        let got = participants_from_json(r#"["b@x.com","+1555","B@x.com","b@x.com","é"]"#).unwrap();
+        assert_eq!(got, ["+1555", "B@x.com", "b@x.com", "é"]);
+    }
 
     #[test]
     fn part_prefix_is_stripped_up_to_the_last_slash() {

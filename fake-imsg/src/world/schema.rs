@@ -146,11 +146,54 @@ CREATE TABLE message_attachment_join (
 CREATE INDEX message_idx_date ON message (date);
 CREATE INDEX message_idx_associated_message ON message (associated_message_guid);
 CREATE INDEX message_idx_is_from_me ON message (is_from_me);
-CREATE INDEX chat_message_join_idx_message_id ON chat_message_join (message_id);
+CREATE INDEX chat_message_join_idx_message_id_chat_id ON chat_message_join (message_id, chat_id);
 CREATE INDEX chat_message_join_idx_chat_date ON chat_message_join (chat_id, message_date);
 CREATE INDEX chat_handle_join_idx_handle_id ON chat_handle_join (handle_id);
 CREATE INDEX message_attachment_join_idx_message_id ON message_attachment_join (message_id);
+CREATE INDEX message_idx_is_read ON message (is_read, is_from_me, is_finished);
 
 CREATE TABLE fake_imsg_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE fake_imsg_contact (handle TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE INDEX fake_imsg_contact_idx_handle_nocase ON fake_imsg_contact (handle COLLATE NOCASE);
 "#;
+
+/// An index the hot reads rely on, added when a world is opened if the file lacks it.
+#[derive(Debug)]
+pub struct ReadIndex {
+    pub name: &'static str,
+    pub table: &'static str,
+    /// Columns that must exist (an older chat.db may lack some).
+    pub columns: &'static [&'static str],
+    pub sql: &'static str,
+}
+
+/// Indexes added to worlds made before they were in `SCHEMA`, and to copies of a real chat.db
+/// (which has `message_idx_is_read` under the same name and shape). Each is also in `SCHEMA`.
+pub const READ_INDEXES: &[ReadIndex] = &[
+    // Unread counts walk only the inbound unread rows.
+    ReadIndex {
+        name: "message_idx_is_read",
+        table: "message",
+        columns: &["is_read", "is_from_me", "is_finished"],
+        sql: "CREATE INDEX IF NOT EXISTS message_idx_is_read
+              ON message (is_read, is_from_me, is_finished)",
+    },
+    // A message's chats (its lowest chat_id, the unread counts per chat) from the index alone.
+    // It serves every lookup by message_id; worlds made before it keep their
+    // message_id-only index as well.
+    ReadIndex {
+        name: "chat_message_join_idx_message_id_chat_id",
+        table: "chat_message_join",
+        columns: &["message_id", "chat_id"],
+        sql: "CREATE INDEX IF NOT EXISTS chat_message_join_idx_message_id_chat_id
+              ON chat_message_join (message_id, chat_id)",
+    },
+    // Contact names are matched case-insensitively.
+    ReadIndex {
+        name: "fake_imsg_contact_idx_handle_nocase",
+        table: "fake_imsg_contact",
+        columns: &["handle"],
+        sql: "CREATE INDEX IF NOT EXISTS fake_imsg_contact_idx_handle_nocase
+              ON fake_imsg_contact (handle COLLATE NOCASE)",
+    },
+];
