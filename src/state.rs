@@ -1,1 +1,674 @@
-//! (state: being written)
+//! The durable store: one SQLite database, `state.db`, in `state.dir`.
+//!
+//! Holds the watch cursor per account and the journal of handled message GUIDs (with the
+//! raw payload while a message is in flight, so a crash never loses it). Invariants:
+//! the cursor only moves past a message in the same transaction that journals it, and a
+//! message journaled as answered/skipped/failed is never handed to an agent again.
+//! The directory is 0700, the file 0600, the journal mode WAL so the CLI can read while
+//! `run` writes. A file that is not our database is an error naming it, never a reset.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// File name inside `state.dir`.
+pub const STATE_FILE: &str = "state.db";
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create state directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open state file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state file {path} is corrupt or not an imsg-gateway state database ({detail}); move it aside to start with a fresh state")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("state file {path} was written by a newer imsg-gateway (schema {found}, this build knows {known})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("state file {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// Where a journaled message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JournalStatus {
+    /// Seen and admitted; the agent has not answered yet (payload kept for a restart).
+    Received,
+    /// The reply is being sent; a crash here must not cause a second reply.
+    Answering,
+    Answered,
+    Skipped,
+    Failed,
+}
+
+impl JournalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalStatus::Received => "received",
+            JournalStatus::Answering => "answering",
+            JournalStatus::Answered => "answered",
+            JournalStatus::Skipped => "skipped",
+            JournalStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JournalStatus> {
+        Some(match s {
+            "received" => JournalStatus::Received,
+            "answering" => JournalStatus::Answering,
+            "answered" => JournalStatus::Answered,
+            "skipped" => JournalStatus::Skipped,
+            "failed" => JournalStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    /// Final: the message will never be handed to an agent again.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JournalStatus::Received)
+    }
+}
+
+/// One journal row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    pub account: String,
+    pub guid: String,
+    pub rowid: Option<i64>,
+    pub chat_id: Option<i64>,
+    pub status: JournalStatus,
+    pub reason: Option<String>,
+    pub payload: Option<String>,
+    pub updated_at: String,
+}
+
+/// What to journal about an inbound message.
+#[derive(Debug, Clone)]
+pub struct Inbound<'a> {
+    pub account: &'a str,
+    pub guid: &'a str,
+    pub rowid: Option<i64>,
+    pub chat_id: Option<i64>,
+    pub status: JournalStatus,
+    pub reason: Option<&'a str>,
+    /// Kept only while the status is `Received`.
+    pub payload: Option<&'a str>,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// The state file for a state dir.
+    pub fn file_in(dir: &Path) -> PathBuf {
+        dir.join(STATE_FILE)
+    }
+
+    /// Opens (creating when needed) `state.db` in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StateError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StateError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        let path = Self::file_in(dir);
+        // Create the file ourselves so it is 0600 from its first byte.
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StateError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+        Self::open_file(&path)
+    }
+
+    /// Opens an existing state file without creating anything (for `status`).
+    pub fn open_existing(dir: &Path) -> Result<Option<Store>, StateError> {
+        let path = Self::file_in(dir);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::open_file(&path).map(Some)
+    }
+
+    fn open_file(path: &Path) -> Result<Store, StateError> {
+        let sql = |source| StateError::Sql {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        let corrupt = |e: rusqlite::Error| classify(path, e);
+        // The first statement that reads the header tells a non-database file apart.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::debug!("state file {} journal mode is {mode}", path.display());
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(corrupt)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if version > SCHEMA_VERSION {
+            return Err(StateError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS cursor(
+                     account TEXT PRIMARY KEY, rowid INTEGER NOT NULL, updated_at TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS journal(
+                     account TEXT NOT NULL, guid TEXT NOT NULL, rowid INTEGER, chat_id INTEGER,
+                     status TEXT NOT NULL, reason TEXT, payload TEXT,
+                     received_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+                     PRIMARY KEY(account, guid));
+                 CREATE INDEX IF NOT EXISTS journal_by_status ON journal(account, status);
+                 CREATE TABLE IF NOT EXISTS outbox(
+                     id INTEGER PRIMARY KEY, account TEXT NOT NULL, params TEXT NOT NULL,
+                     status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+            .map_err(corrupt)?;
+        } else {
+            // A file claiming our schema must have our tables.
+            conn.query_row(
+                "SELECT count(*) FROM journal JOIN cursor LIMIT 1",
+                [],
+                |_| Ok(()),
+            )
+            .map_err(corrupt)?;
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StateError {
+        classify(&self.path, source)
+    }
+
+    /// The watch cursor (highest rowid fully journaled); 0 when none.
+    pub fn cursor(&self, account: &str) -> Result<i64, StateError> {
+        self.conn
+            .query_row(
+                "SELECT rowid FROM cursor WHERE account = ?1",
+                [account],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|v| v.unwrap_or(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Moves the cursor forward (never back; use [`Store::reset_cursor`] for that).
+    pub fn set_cursor(&self, account: &str, rowid: i64) -> Result<(), StateError> {
+        set_cursor_on(&self.conn, account, rowid).map_err(|e| self.sql(e))
+    }
+
+    /// Sets the cursor to exactly `rowid` (a replaced Messages database).
+    pub fn reset_cursor(&self, account: &str, rowid: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO cursor(account, rowid, updated_at) VALUES(?1, ?2, ?3)
+                 ON CONFLICT(account) DO UPDATE SET rowid = excluded.rowid, updated_at = excluded.updated_at",
+                params![account, rowid, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// All cursors, by account.
+    pub fn cursors(&self) -> Result<BTreeMap<String, i64>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT account, rowid FROM cursor ORDER BY account")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// The journal entry of a message, if any.
+    pub fn entry(&self, account: &str, guid: &str) -> Result<Option<JournalEntry>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT account, guid, rowid, chat_id, status, reason, payload, updated_at
+                 FROM journal WHERE account = ?1 AND guid = ?2",
+                params![account, guid],
+                row_to_entry,
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Journals an inbound message and moves the cursor past it, in one transaction.
+    /// Returns `false` (and changes nothing but the cursor) when the GUID is already journaled.
+    pub fn record_inbound(&mut self, m: &Inbound<'_>) -> Result<bool, StateError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| classify(&path, e))?;
+        let ts = now();
+        let payload = if m.status == JournalStatus::Received {
+            m.payload
+        } else {
+            None
+        };
+        let inserted = tx
+            .execute(
+                "INSERT INTO journal(account, guid, rowid, chat_id, status, reason, payload, received_at, updated_at)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                 ON CONFLICT(account, guid) DO NOTHING",
+                params![m.account, m.guid, m.rowid, m.chat_id, m.status.as_str(), m.reason, payload, ts],
+            )
+            .map_err(|e| classify(&path, e))?;
+        if let Some(rowid) = m.rowid {
+            set_cursor_on(&tx, m.account, rowid).map_err(|e| classify(&path, e))?;
+        }
+        tx.commit().map_err(|e| classify(&path, e))?;
+        Ok(inserted == 1)
+    }
+
+    /// Moves a message on. A final status is never changed again; returns whether it moved.
+    pub fn mark(
+        &self,
+        account: &str,
+        guid: &str,
+        status: JournalStatus,
+        reason: Option<&str>,
+    ) -> Result<bool, StateError> {
+        let allowed_from: &[&str] = match status {
+            JournalStatus::Received => &[],
+            JournalStatus::Answering => &["received"],
+            _ => &["received", "answering"],
+        };
+        if allowed_from.is_empty() {
+            return Ok(false);
+        }
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE journal SET status = ?3, reason = COALESCE(?4, reason),
+                     payload = NULL, updated_at = ?5
+                 WHERE account = ?1 AND guid = ?2 AND (status = ?6 OR status = ?7)",
+                params![
+                    account,
+                    guid,
+                    status.as_str(),
+                    reason,
+                    now(),
+                    allowed_from[0],
+                    allowed_from.get(1).copied().unwrap_or(allowed_from[0]),
+                ],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(changed == 1)
+    }
+
+    /// Messages still `received` (admitted, not answered), oldest first, to resume after a crash.
+    pub fn pending(&self, account: &str) -> Result<Vec<JournalEntry>, StateError> {
+        self.entries_with(account, JournalStatus::Received)
+    }
+
+    /// Entries in a status, oldest first.
+    pub fn entries_with(
+        &self,
+        account: &str,
+        status: JournalStatus,
+    ) -> Result<Vec<JournalEntry>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT account, guid, rowid, chat_id, status, reason, payload, updated_at
+                 FROM journal WHERE account = ?1 AND status = ?2 ORDER BY rowid, received_at",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![account, status.as_str()], row_to_entry)
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Journal counts by status (`account = None`: all accounts).
+    pub fn counts(&self, account: Option<&str>) -> Result<BTreeMap<String, u64>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT status, count(*) FROM journal WHERE ?1 IS NULL OR account = ?1 GROUP BY status",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([account], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Forgets final journal entries last updated before `cutoff` (RFC 3339); returns how
+    /// many. Entries newer than any plausible replay (restart, overflow, catch-up) are kept,
+    /// as is everything still in flight.
+    pub fn prune(&self, cutoff: &str) -> Result<usize, StateError> {
+        self.conn
+            .execute(
+                "DELETE FROM journal WHERE status IN ('answered', 'skipped', 'failed') AND updated_at < ?1",
+                [cutoff],
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The most recent journal entries (newest first), for `status`.
+    pub fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT account, guid, rowid, chat_id, status, reason, payload, updated_at
+                 FROM journal ORDER BY updated_at DESC LIMIT ?1",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([limit as i64], row_to_entry)
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+}
+
+fn set_cursor_on(conn: &Connection, account: &str, rowid: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO cursor(account, rowid, updated_at) VALUES(?1, ?2, ?3)
+         ON CONFLICT(account) DO UPDATE SET rowid = max(rowid, excluded.rowid), updated_at = excluded.updated_at",
+        params![account, rowid, now()],
+    )
+    .map(|_| ())
+}
+
+fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalEntry> {
+    let status: String = r.get(4)?;
+    Ok(JournalEntry {
+        account: r.get(0)?,
+        guid: r.get(1)?,
+        rowid: r.get(2)?,
+        chat_id: r.get(3)?,
+        status: JournalStatus::parse(&status).unwrap_or(JournalStatus::Failed),
+        reason: r.get(5)?,
+        payload: r.get(6)?,
+        updated_at: r.get(7)?,
+    })
+}
+
+fn classify(path: &Path, e: rusqlite::Error) -> StateError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg)
+            if matches!(f.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) =>
+        {
+            StateError::Corrupt {
+                path: path.to_path_buf(),
+                detail: msg.clone().unwrap_or_else(|| e.to_string()),
+            }
+        }
+        rusqlite::Error::SqliteFailure(_, Some(msg)) if msg.contains("no such table") => {
+            StateError::Corrupt {
+                path: path.to_path_buf(),
+                detail: msg.clone(),
+            }
+        }
+        _ => StateError::Sql {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound<'a>(guid: &'a str, rowid: i64, status: JournalStatus) -> Inbound<'a> {
+        Inbound {
+            account: "default",
+            guid,
+            rowid: Some(rowid),
+            chat_id: Some(1),
+            status,
+            reason: None,
+            payload: Some(r#"{"id":1}"#),
+        }
+    }
+
+    #[test]
+    fn cursor_moves_only_with_the_journal_and_never_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.cursor("default").unwrap(), 0);
+        assert!(s
+            .record_inbound(&inbound("g1", 5, JournalStatus::Received))
+            .unwrap());
+        assert_eq!(s.cursor("default").unwrap(), 5);
+        // A lower rowid (catch-up replay) never moves the cursor back.
+        assert!(s
+            .record_inbound(&inbound("g0", 3, JournalStatus::Skipped))
+            .unwrap());
+        assert_eq!(s.cursor("default").unwrap(), 5);
+        s.set_cursor("default", 4).unwrap();
+        assert_eq!(s.cursor("default").unwrap(), 5);
+        s.set_cursor("default", 9).unwrap();
+        assert_eq!(s.cursor("default").unwrap(), 9);
+        assert_eq!(s.cursor("other").unwrap(), 0);
+        s.reset_cursor("default", 2).unwrap();
+        assert_eq!(s.cursor("default").unwrap(), 2);
+    }
+
+    #[test]
+    fn a_handled_message_is_never_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert!(s
+            .record_inbound(&inbound("g1", 1, JournalStatus::Received))
+            .unwrap());
+        // Seen again (restart, overflow replay): not inserted again.
+        assert!(!s
+            .record_inbound(&inbound("g1", 1, JournalStatus::Received))
+            .unwrap());
+        assert_eq!(s.pending("default").unwrap().len(), 1);
+        assert_eq!(
+            s.pending("default").unwrap()[0].payload.as_deref(),
+            Some(r#"{"id":1}"#)
+        );
+        assert!(s
+            .mark("default", "g1", JournalStatus::Answering, None)
+            .unwrap());
+        assert!(s
+            .mark("default", "g1", JournalStatus::Answered, None)
+            .unwrap());
+        // Final states stay final.
+        assert!(!s
+            .mark("default", "g1", JournalStatus::Failed, Some("late"))
+            .unwrap());
+        assert!(!s
+            .mark("default", "g1", JournalStatus::Answering, None)
+            .unwrap());
+        assert!(!s
+            .mark("default", "g1", JournalStatus::Received, None)
+            .unwrap());
+        let e = s.entry("default", "g1").unwrap().unwrap();
+        assert_eq!(e.status, JournalStatus::Answered);
+        assert_eq!(e.payload, None, "payload is dropped once handled");
+        assert!(s.pending("default").unwrap().is_empty());
+        assert!(!s
+            .record_inbound(&inbound("g1", 1, JournalStatus::Received))
+            .unwrap());
+        assert_eq!(
+            s.entry("default", "g1").unwrap().unwrap().status,
+            JournalStatus::Answered
+        );
+    }
+
+    #[test]
+    fn skipped_rows_keep_their_reason_and_counts_add_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let mut m = inbound("g1", 1, JournalStatus::Skipped);
+        m.reason = Some("sent from me");
+        s.record_inbound(&m).unwrap();
+        s.record_inbound(&inbound("g2", 2, JournalStatus::Received))
+            .unwrap();
+        s.mark(
+            "default",
+            "g2",
+            JournalStatus::Failed,
+            Some("agent timed out"),
+        )
+        .unwrap();
+        let e = s.entry("default", "g1").unwrap().unwrap();
+        assert_eq!(e.reason.as_deref(), Some("sent from me"));
+        assert_eq!(e.payload, None);
+        assert_eq!(
+            s.entry("default", "g2").unwrap().unwrap().reason.as_deref(),
+            Some("agent timed out")
+        );
+        let counts = s.counts(None).unwrap();
+        assert_eq!(counts.get("skipped"), Some(&1));
+        assert_eq!(counts.get("failed"), Some(&1));
+        assert_eq!(s.counts(Some("nobody")).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("nested/state");
+        let s = Store::open(&state).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(s.path()), 0o600);
+        assert_eq!(s.path(), state.join("state.db"));
+    }
+
+    #[test]
+    fn two_handles_on_one_file_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = Store::open(dir.path()).unwrap();
+        let reader = Store::open_existing(dir.path()).unwrap().expect("exists");
+        writer
+            .record_inbound(&inbound("g1", 7, JournalStatus::Received))
+            .unwrap();
+        assert_eq!(reader.cursor("default").unwrap(), 7);
+        assert_eq!(
+            reader.entry("default", "g1").unwrap().unwrap().status,
+            JournalStatus::Received
+        );
+        assert_eq!(reader.cursors().unwrap().get("default"), Some(&7));
+    }
+
+    #[test]
+    fn open_existing_without_a_file_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Store::open_existing(dir.path()).unwrap().is_none());
+        assert!(!dir.path().join("state.db").exists());
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_naming_it_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.db");
+        let junk = b"this is not a sqlite database, just some text that is long enough to be read as a header.......";
+        fs::write(&file, junk).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&file.display().to_string()), "{text}");
+        assert!(text.contains("corrupt"), "{text}");
+        assert_eq!(fs::read(&file).unwrap(), junk, "never silently reset");
+    }
+
+    #[test]
+    fn a_foreign_sqlite_file_claiming_our_schema_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.db");
+        let c = Connection::open(&file).unwrap();
+        c.execute_batch("CREATE TABLE other(x); PRAGMA user_version = 1;")
+            .unwrap();
+        drop(c);
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn prune_forgets_only_old_final_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.record_inbound(&inbound("done", 1, JournalStatus::Skipped))
+            .unwrap();
+        s.record_inbound(&inbound("open", 2, JournalStatus::Received))
+            .unwrap();
+        assert_eq!(s.prune("2000-01-01T00:00:00.000Z").unwrap(), 0);
+        assert_eq!(s.prune("9999-01-01T00:00:00.000Z").unwrap(), 1);
+        assert!(s.entry("default", "done").unwrap().is_none());
+        assert!(
+            s.entry("default", "open").unwrap().is_some(),
+            "in-flight entries stay"
+        );
+        assert_eq!(s.cursor("default").unwrap(), 2, "the cursor is untouched");
+    }
+
+    #[test]
+    fn reopening_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = Store::open(dir.path()).unwrap();
+            s.record_inbound(&inbound("g1", 3, JournalStatus::Received))
+                .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.cursor("default").unwrap(), 3);
+        assert_eq!(s.pending("default").unwrap()[0].guid, "g1");
+    }
+}

@@ -1,0 +1,610 @@
+//! The JSON-RPC 2.0 client: one JSON object per line over any `AsyncRead`/`AsyncWrite` pair.
+//!
+//! Owns request ids (from 1), correlation of responses by id, per-request timeouts, error
+//! mapping and the routing of server notifications to a channel. It knows nothing about
+//! processes: `process.rs` hands it a child's stdio, unit tests hand it a `tokio::io::duplex`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Default per-request timeout (the reference client's 10 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// JSON-RPC "Method not found"; on `initialize` it means the legacy (pre-v1) surface.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// v1 "Database unavailable" (retryable; the child keeps running).
+pub const DATABASE_UNAVAILABLE: i64 = -32002;
+/// v1 "Delivery outcome unknown": never retry automatically.
+pub const DELIVERY_OUTCOME_UNKNOWN: i64 = -32001;
+/// v1 "Mutation lane blocked": only a restart of the child clears it.
+pub const MUTATION_LANE_BLOCKED: i64 = -32004;
+
+/// Why a request did not produce a result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RpcError {
+    /// The server answered with a JSON-RPC error object.
+    Remote {
+        code: i64,
+        message: String,
+        data: Option<Value>,
+    },
+    /// No answer within the timeout; the pending entry is dropped, a late answer is ignored.
+    Timeout { method: String, after: Duration },
+    /// The peer's stdout closed (child exited) before the answer arrived, or was already closed.
+    Closed,
+    /// Writing the request failed (broken pipe).
+    Io(String),
+}
+
+impl RpcError {
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            RpcError::Remote { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub fn is_method_not_found(&self) -> bool {
+        self.code() == Some(METHOD_NOT_FOUND)
+    }
+
+    /// True when the failure says nothing about whether the request was carried out.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, RpcError::Timeout { .. } | RpcError::Closed)
+            || self.code() == Some(DELIVERY_OUTCOME_UNKNOWN)
+    }
+
+    /// `data` as text: strings as they are, objects as compact JSON.
+    pub fn data_text(&self) -> Option<String> {
+        match self {
+            RpcError::Remote { data: Some(d), .. } => Some(match d {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RpcError::Remote { code, message, .. } => {
+                write!(f, "imsg rpc error {code} {message}")?;
+                if let Some(d) = self.data_text() {
+                    write!(f, ": {d}")?;
+                }
+                Ok(())
+            }
+            RpcError::Timeout { method, after } => {
+                write!(
+                    f,
+                    "imsg rpc timeout ({method}) after {} ms",
+                    after.as_millis()
+                )
+            }
+            RpcError::Closed => write!(f, "imsg rpc closed"),
+            RpcError::Io(e) => write!(f, "imsg rpc write failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+/// A server-to-client notification (`method` without `id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub method: String,
+    pub params: Value,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>>>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+struct Inner {
+    next_id: AtomicU64,
+    pending: Pending,
+    writer: tokio::sync::Mutex<Option<Writer>>,
+    closed: AtomicBool,
+    closed_rx: watch::Receiver<bool>,
+    default_timeout: Duration,
+    label: String,
+}
+
+/// A cheap, cloneable handle on one JSON-RPC connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("label", &self.inner.label)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Starts the reader task. Notifications go to the returned receiver, which closes when the
+    /// peer's output ends.
+    pub fn new<R, W>(
+        reader: R,
+        writer: W,
+        default_timeout: Duration,
+        label: &str,
+    ) -> (Client, mpsc::UnboundedReceiver<Notification>)
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let (note_tx, note_rx) = mpsc::unbounded_channel();
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let inner = Arc::new(Inner {
+            next_id: AtomicU64::new(1),
+            pending: pending.clone(),
+            writer: tokio::sync::Mutex::new(Some(Box::new(writer))),
+            closed: AtomicBool::new(false),
+            closed_rx,
+            default_timeout,
+            label: label.to_string(),
+        });
+        let reader_inner = inner.clone();
+        tokio::spawn(async move {
+            read_loop(reader, &reader_inner, note_tx).await;
+            reader_inner.closed.store(true, Ordering::SeqCst);
+            let drained: Vec<_> = reader_inner.pending.lock().unwrap().drain().collect();
+            for (_, tx) in drained {
+                let _ = tx.send(Err(RpcError::Closed));
+            }
+            let _ = closed_tx.send(true);
+        });
+        (Client { inner }, note_rx)
+    }
+
+    /// True once the peer's output has ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when the peer's output has ended.
+    pub async fn closed(&self) {
+        let mut rx = self.inner.closed_rx.clone();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Number of requests waiting for an answer (for tests and status).
+    pub fn pending_count(&self) -> usize {
+        self.inner.pending.lock().unwrap().len()
+    }
+
+    /// A request with the default timeout.
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        self.request_with_timeout(method, params, self.inner.default_timeout)
+            .await
+    }
+
+    pub async fn request_with_timeout(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, RpcError> {
+        if self.is_closed() {
+            return Err(RpcError::Closed);
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.lock().unwrap().insert(id, tx);
+        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        tracing::trace!(target: "imsg_gateway::imsg::wire", client = %self.inner.label, "-> {line}");
+        // The write is inside the timeout too: a child that stops reading its stdin fills the
+        // pipe, and a blocked write must not outlive the request.
+        let exchange = async {
+            self.write_line(&line).await?;
+            rx.await.unwrap_or(Err(RpcError::Closed))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Err(e)) => {
+                self.inner.pending.lock().unwrap().remove(&id);
+                Err(e)
+            }
+            Ok(Ok(result)) => Ok(result),
+            Err(_) => {
+                self.inner.pending.lock().unwrap().remove(&id);
+                Err(RpcError::Timeout {
+                    method: method.to_string(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// A notification (no id, never answered).
+    pub async fn notify(&self, method: &str, params: Value) -> Result<(), RpcError> {
+        let line = json!({"jsonrpc": "2.0", "method": method, "params": params});
+        self.write_line(&line).await
+    }
+
+    /// Closes our side of the pipe (the child's stdin): an imsg child drains and exits at EOF.
+    pub async fn close_input(&self) {
+        let mut guard = self.inner.writer.lock().await;
+        if let Some(mut w) = guard.take() {
+            let _ = w.shutdown().await;
+        }
+    }
+
+    async fn write_line(&self, line: &Value) -> Result<(), RpcError> {
+        let mut text = line.to_string();
+        text.push('\n');
+        let mut guard = self.inner.writer.lock().await;
+        let w = guard.as_mut().ok_or(RpcError::Closed)?;
+        w.write_all(text.as_bytes())
+            .await
+            .map_err(|e| RpcError::Io(e.to_string()))?;
+        w.flush().await.map_err(|e| RpcError::Io(e.to_string()))
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    reader: R,
+    inner: &Inner,
+    note_tx: mpsc::UnboundedSender<Notification>,
+) {
+    let mut lines = BufReader::new(reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        // Bytes, not `lines()`: a non-UTF-8 line is one bad line, not the end of the stream.
+        match lines.read_until(b'\n', &mut buf).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(client = %inner.label, "imsg rpc: reading stdout failed: {e}");
+                return;
+            }
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let line = text.trim();
+        if line.is_empty() {
+            continue;
+        }
+        tracing::trace!(target: "imsg_gateway::imsg::wire", client = %inner.label, "<- {line}");
+        let value: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(client = %inner.label, "imsg rpc: skipping a stdout line that is not JSON ({e}): {}", clip(line));
+                continue;
+            }
+        };
+        dispatch(value, inner, &note_tx);
+    }
+}
+
+fn dispatch(value: Value, inner: &Inner, note_tx: &mpsc::UnboundedSender<Notification>) {
+    let Some(obj) = value.as_object() else {
+        tracing::warn!(client = %inner.label, "imsg rpc: skipping a stdout line that is not an object: {}", clip(&value.to_string()));
+        return;
+    };
+    match obj.get("id") {
+        Some(id) if !id.is_null() => {
+            let Some(id) = id_as_u64(id) else {
+                tracing::warn!(client = %inner.label, "imsg rpc: response with an id we never use: {id}");
+                return;
+            };
+            let Some(tx) = inner.pending.lock().unwrap().remove(&id) else {
+                tracing::debug!(client = %inner.label, "imsg rpc: response {id} has no pending request (timed out?)");
+                return;
+            };
+            let outcome = match obj.get("error") {
+                Some(err) => Err(map_error(err)),
+                None => Ok(obj.get("result").cloned().unwrap_or(Value::Null)),
+            };
+            let _ = tx.send(outcome);
+        }
+        _ => {
+            if let Some(method) = obj.get("method").and_then(Value::as_str) {
+                let params = obj.get("params").cloned().unwrap_or(Value::Null);
+                let _ = note_tx.send(Notification {
+                    method: method.to_string(),
+                    params,
+                });
+            } else if let Some(err) = obj.get("error") {
+                // Framing errors come back with id null: our own line was malformed.
+                tracing::warn!(client = %inner.label, "imsg rpc: error without id: {}", map_error(err));
+            } else {
+                tracing::debug!(client = %inner.label, "imsg rpc: ignoring line: {}", clip(&value.to_string()));
+            }
+        }
+    }
+}
+
+fn id_as_u64(id: &Value) -> Option<u64> {
+    match id {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn map_error(err: &Value) -> RpcError {
+    RpcError::Remote {
+        code: err.get("code").and_then(Value::as_i64).unwrap_or(-32603),
+        message: err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("imsg rpc error")
+            .to_string(),
+        data: err.get("data").cloned(),
+    }
+}
+
+fn clip(s: &str) -> String {
+    const MAX: usize = 200;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+
+    /// The scripted peer: reads our request lines, writes whatever the test says.
+    struct Peer {
+        lines: tokio::io::Lines<BufReader<tokio::io::ReadHalf<DuplexStream>>>,
+        out: tokio::io::WriteHalf<DuplexStream>,
+    }
+
+    impl Peer {
+        async fn next_request(&mut self) -> Value {
+            let line = tokio::time::timeout(Duration::from_secs(5), self.lines.next_line())
+                .await
+                .expect("request within 5 s")
+                .unwrap()
+                .expect("a line");
+            serde_json::from_str(&line).expect("requests are JSON")
+        }
+        async fn send(&mut self, line: &str) {
+            self.out.write_all(line.as_bytes()).await.unwrap();
+            self.out.write_all(b"\n").await.unwrap();
+        }
+    }
+
+    fn pair(timeout: Duration) -> (Client, mpsc::UnboundedReceiver<Notification>, Peer) {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let (client, notes) = Client::new(r, w, timeout, "test");
+        let (tr, tw) = tokio::io::split(theirs);
+        let peer = Peer {
+            lines: BufReader::new(tr).lines(),
+            out: tw,
+        };
+        (client, notes, peer)
+    }
+
+    #[tokio::test]
+    async fn ids_start_at_one_and_responses_correlate_out_of_order() {
+        let (client, _notes, mut peer) = pair(DEFAULT_TIMEOUT);
+        let c1 = client.clone();
+        let c2 = client.clone();
+        let a = tokio::spawn(async move { c1.request("chats.list", json!({"limit": 1})).await });
+        let r1 = peer.next_request().await;
+        let b = tokio::spawn(async move { c2.request("status", json!({})).await });
+        let r2 = peer.next_request().await;
+        assert_eq!(r1["jsonrpc"], "2.0");
+        assert_eq!(r1["id"], 1);
+        assert_eq!(r1["method"], "chats.list");
+        assert_eq!(r1["params"], json!({"limit": 1}));
+        assert_eq!(r2["id"], 2);
+        // Answer the second first.
+        peer.send(r#"{"jsonrpc":"2.0","id":2,"result":{"version":"0.14.0"}}"#)
+            .await;
+        peer.send(r#"{"jsonrpc":"2.0","id":1,"result":{"chats":[]}}"#)
+            .await;
+        assert_eq!(b.await.unwrap().unwrap(), json!({"version": "0.14.0"}));
+        assert_eq!(a.await.unwrap().unwrap(), json!({"chats": []}));
+        assert_eq!(client.pending_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn timeout_drops_the_pending_entry_and_a_late_answer_is_ignored() {
+        let (client, _notes, mut peer) = pair(Duration::from_millis(100));
+        let err = client
+            .request("send", json!({"text": "x"}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, RpcError::Timeout { method, .. } if method == "send"),
+            "{err:?}"
+        );
+        assert!(err.outcome_unknown());
+        assert_eq!(client.pending_count(), 0);
+        let req = peer.next_request().await;
+        peer.send(&format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"ok":true}}}}"#,
+            req["id"]
+        ))
+        .await;
+        // The connection still works afterwards.
+        let c = client.clone();
+        let next = tokio::spawn(async move {
+            c.request_with_timeout("status", json!({}), DEFAULT_TIMEOUT)
+                .await
+        });
+        let req = peer.next_request().await;
+        assert_eq!(req["id"], 2);
+        peer.send(r#"{"jsonrpc":"2.0","id":2,"result":{"ok":1}}"#)
+            .await;
+        assert_eq!(next.await.unwrap().unwrap(), json!({"ok": 1}));
+    }
+
+    #[tokio::test]
+    async fn garbage_lines_are_skipped_not_fatal() {
+        let (client, mut notes, mut peer) = pair(DEFAULT_TIMEOUT);
+        let c = client.clone();
+        let call = tokio::spawn(async move { c.request("status", json!({})).await });
+        peer.next_request().await;
+        peer.send("this is not json").await;
+        peer.send("{\"jsonrpc\":\"2.0\",\"id\":1,\"res").await;
+        peer.out.write_all(&[0xff, 0xfe, b'\n']).await.unwrap();
+        peer.send("").await;
+        peer.send("42").await;
+        peer.send(r#"{"jsonrpc":"2.0","method":"message","params":{"subscription":1}}"#)
+            .await;
+        peer.send(r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#)
+            .await;
+        assert_eq!(call.await.unwrap().unwrap(), json!({"ok": true}));
+        let n = notes.recv().await.unwrap();
+        assert_eq!(n.method, "message");
+        assert!(!client.is_closed());
+    }
+
+    #[tokio::test]
+    async fn notifications_go_to_the_channel_in_order() {
+        let (_client, mut notes, mut peer) = pair(DEFAULT_TIMEOUT);
+        peer.send(r#"{"jsonrpc":"2.0","method":"message","params":{"subscription":1,"message":{"id":5}}}"#).await;
+        peer.send(r#"{"jsonrpc":"2.0","method":"watch.overflow","params":{"subscription":1,"resume_after_rowid":5}}"#).await;
+        peer.send(r#"{"jsonrpc":"2.0","method":"error","params":{"subscription":1,"error":{"message":"locked"}}}"#).await;
+        let a = notes.recv().await.unwrap();
+        let b = notes.recv().await.unwrap();
+        let c = notes.recv().await.unwrap();
+        assert_eq!(
+            (a.method.as_str(), a.params["message"]["id"].as_i64()),
+            ("message", Some(5))
+        );
+        assert_eq!(b.method, "watch.overflow");
+        assert_eq!(b.params["resume_after_rowid"], 5);
+        assert_eq!(c.method, "error");
+        assert_eq!(c.params["error"]["message"], "locked");
+    }
+
+    #[tokio::test]
+    async fn errors_carry_code_message_and_data() {
+        let (client, _notes, mut peer) = pair(DEFAULT_TIMEOUT);
+        let c = client.clone();
+        let call =
+            tokio::spawn(
+                async move { c.request("send", json!({"chat_id": 99, "text": "x"})).await },
+            );
+        peer.next_request().await;
+        peer.send(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Invalid params","data":"unknown chat_id 99"}}"#).await;
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(
+            err,
+            RpcError::Remote {
+                code: -32602,
+                message: "Invalid params".into(),
+                data: Some(json!("unknown chat_id 99"))
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "imsg rpc error -32602 Invalid params: unknown chat_id 99"
+        );
+        assert!(!err.outcome_unknown());
+
+        let c = client.clone();
+        let call = tokio::spawn(async move { c.request("send", json!({"text": "y"})).await });
+        peer.next_request().await;
+        peer.send(r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32001,"message":"Delivery outcome unknown","data":{"retry_safe":false,"disposition":"may_have_completed"}}}"#).await;
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(err.code(), Some(DELIVERY_OUTCOME_UNKNOWN));
+        assert!(err.outcome_unknown());
+        assert_eq!(
+            err.data_text().unwrap(),
+            r#"{"disposition":"may_have_completed","retry_safe":false}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn legacy_fallback_on_method_not_found() {
+        let (client, _notes, mut peer) = pair(DEFAULT_TIMEOUT);
+        let c = client.clone();
+        let neg = tokio::spawn(async move { crate::imsg::negotiate(&c, DEFAULT_TIMEOUT).await });
+        let req = peer.next_request().await;
+        assert_eq!(req["method"], "initialize");
+        assert_eq!(req["params"], json!({"protocol_version": 1}));
+        peer.send(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found","data":"initialize"}}"#).await;
+        let n = neg.await.unwrap().unwrap();
+        assert_eq!(n.protocol, crate::imsg::Protocol::Legacy);
+        assert!(n.can_watch());
+    }
+
+    #[tokio::test]
+    async fn v1_negotiation_reads_database_readiness() {
+        let (client, _notes, mut peer) = pair(DEFAULT_TIMEOUT);
+        let c = client.clone();
+        let neg = tokio::spawn(async move { crate::imsg::negotiate(&c, DEFAULT_TIMEOUT).await });
+        peer.next_request().await;
+        peer.send(r#"{"jsonrpc":"2.0","id":1,"result":{"version":"0.14.0","protocol_version":1,"database":{"path":"/x/chat.db","ready":false,"error":"The configured Messages database does not exist."},"methods":["initialize","status","watch.unsubscribe","send","typing","read"]}}"#).await;
+        let n = neg.await.unwrap().unwrap();
+        assert_eq!(n.protocol, crate::imsg::Protocol::V1);
+        assert_eq!(n.version.as_deref(), Some("0.14.0"));
+        assert!(!n.database_ready);
+        assert!(!n.can_watch());
+        assert_eq!(n.database_path.as_deref(), Some("/x/chat.db"));
+    }
+
+    #[tokio::test]
+    async fn closing_the_peer_fails_pending_and_later_requests_fast() {
+        let (client, mut notes, mut peer) = pair(DEFAULT_TIMEOUT);
+        let c = client.clone();
+        let call = tokio::spawn(async move { c.request("status", json!({})).await });
+        peer.next_request().await;
+        drop(peer);
+        assert_eq!(call.await.unwrap().unwrap_err(), RpcError::Closed);
+        client.closed().await;
+        assert!(notes.recv().await.is_none());
+        assert_eq!(
+            client.request("status", json!({})).await.unwrap_err(),
+            RpcError::Closed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_still_times_out() {
+        // A tiny pipe nobody reads: the request line cannot be written in full.
+        let (ours, _theirs) = tokio::io::duplex(8);
+        let (r, w) = tokio::io::split(ours);
+        let (client, _notes) = Client::new(r, w, Duration::from_millis(200), "test");
+        let err = client
+            .request(
+                "send",
+                json!({"text": "a long enough text to fill the pipe"}),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RpcError::Timeout { .. }), "{err:?}");
+        assert_eq!(client.pending_count(), 0);
+    }
+
+    #[test]
+    fn v1_send_params_keep_only_documented_keys() {
+        use crate::imsg::{sanitize_params, Protocol};
+        let p = json!({"chat_id": 1, "text": "hi", "service": "auto", "region": "US",
+                       "chatId": 1, "reply_to": null, "attempt_id": "x"});
+        assert_eq!(
+            sanitize_params(Protocol::V1, "send", p.clone()),
+            json!({"chat_id": 1, "text": "hi", "service": "auto", "region": "US"})
+        );
+        let w = json!({"since_rowid": 4, "attachments": false, "buffer_limit": 10});
+        assert_eq!(
+            sanitize_params(Protocol::Legacy, "watch.subscribe", w),
+            json!({"since_rowid": 4, "attachments": false})
+        );
+    }
+}

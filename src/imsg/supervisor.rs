@@ -1,0 +1,552 @@
+//! Supervision of one account's `imsg rpc` child.
+//!
+//! Keeps a child running for as long as the gateway runs: spawn, negotiate, wait for the
+//! database (v1 `database.ready`), catch up from the durable cursor with `messages.after`
+//! (v1), subscribe, then watch for the child exiting, its stdout closing, or it no longer
+//! answering a health request. Any of those kills it and restarts with capped exponential
+//! backoff. Messages are handed to the gateway in order on one channel; dedupe of the seams
+//! (catch-up vs. live, overflow resume, restarts) is the gateway's journal's job.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::client::{Client, Notification, RpcError};
+use super::process::{ImsgProcess, SpawnError, SpawnSpec};
+use super::protocol::{negotiate, Negotiated, Protocol};
+
+/// Timings and knobs; the defaults are the production figures, tests shrink them.
+#[derive(Debug, Clone)]
+pub struct SupervisorOptions {
+    pub spawn: SpawnSpec,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// A child that stayed up this long resets the backoff.
+    pub healthy_after: Duration,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub shutdown_grace: Duration,
+    /// `watch.subscribe` / `messages.after` `attachments`.
+    pub attachments: bool,
+    /// `messages.after` page size (1…500).
+    pub catchup_page: u32,
+}
+
+impl SupervisorOptions {
+    pub fn new(spawn: SpawnSpec) -> Self {
+        SupervisorOptions {
+            spawn,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+            healthy_after: Duration::from_secs(60),
+            health_interval: Duration::from_secs(30),
+            health_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(2),
+            attachments: false,
+            catchup_page: 200,
+        }
+    }
+}
+
+/// What the supervisor tells the gateway, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SupervisorEvent {
+    /// One message payload, from the live watch or a catch-up page.
+    Message(Value),
+    /// A catch-up page consumed every row up to this rowid: once the messages sent before it
+    /// are journaled, the cursor may move here.
+    Position(i64),
+    /// The Messages database was replaced (its newest rowid is below our cursor): rowids are
+    /// not portable across databases, so the cursor must be set back to this value.
+    Rewind(i64),
+    Connected {
+        protocol: Protocol,
+        version: Option<String>,
+    },
+    Disconnected {
+        reason: String,
+    },
+}
+
+/// The live connection, for senders.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub client: Client,
+    pub protocol: Protocol,
+    restart: Arc<Notify>,
+}
+
+impl Connection {
+    /// Asks the supervisor to replace this child (a poisoned mutation lane, `-32004`).
+    pub fn request_restart(&self) {
+        self.restart.notify_one();
+    }
+}
+
+pub type ConnectionSlot = watch::Receiver<Option<Connection>>;
+
+/// Reads the durable cursor (0 = none yet).
+pub type CursorFn = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Waits until a connection is up (or `timeout` passes).
+pub async fn wait_connected(slot: &mut ConnectionSlot, timeout: Duration) -> Option<Connection> {
+    let res = tokio::time::timeout(timeout, slot.wait_for(|c| c.is_some())).await;
+    match res {
+        Ok(Ok(c)) => c.clone(),
+        _ => None,
+    }
+}
+
+/// Runs until `shutdown` turns true. Returns when the child has been stopped.
+pub async fn run(
+    opts: SupervisorOptions,
+    cursor: CursorFn,
+    events: mpsc::UnboundedSender<SupervisorEvent>,
+    slot: watch::Sender<Option<Connection>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let label = opts.spawn.label.clone();
+    let mut backoff = opts.backoff_initial;
+    // Highest rowid handed to the gateway by this supervisor (the durable cursor may lag it).
+    let mut position: i64 = 0;
+    let mut first_start = true;
+    let mut reported_not_found = false;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let started = Instant::now();
+        let outcome = match ImsgProcess::spawn(&opts.spawn) {
+            Ok(proc_) => {
+                reported_not_found = false;
+                tracing::info!(account = %label, pid = proc_.child.id(),
+                    "started {} {}", opts.spawn.cli_path, opts.spawn.args().join(" "));
+                let mut session = Session {
+                    opts: &opts,
+                    events: &events,
+                    slot: &slot,
+                    position: &mut position,
+                    first_start,
+                    cursor: &cursor,
+                    restart: Arc::new(Notify::new()),
+                };
+                let o = session.run(proc_, &mut shutdown).await;
+                first_start = false;
+                o
+            }
+            Err(e @ SpawnError::NotFound { .. }) => {
+                if !reported_not_found {
+                    tracing::error!(account = %label, "{e}");
+                    reported_not_found = true;
+                }
+                Outcome::Failed(e.to_string())
+            }
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        slot.send_replace(None);
+        match outcome {
+            Outcome::Shutdown => return,
+            Outcome::Failed(reason) => {
+                let _ = events.send(SupervisorEvent::Disconnected {
+                    reason: reason.clone(),
+                });
+                if started.elapsed() >= opts.healthy_after {
+                    backoff = opts.backoff_initial;
+                }
+                tracing::warn!(account = %label, "imsg rpc: {reason}; restarting in {} ms", backoff.as_millis());
+                if sleep_or_shutdown(backoff, &mut shutdown).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(opts.backoff_max);
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Shutdown,
+    Failed(String),
+}
+
+/// Resolves once shutdown is requested (the borrow guard is dropped before returning).
+async fn wait_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = wait_shutdown(shutdown) => true,
+    }
+}
+
+struct Session<'a> {
+    opts: &'a SupervisorOptions,
+    events: &'a mpsc::UnboundedSender<SupervisorEvent>,
+    slot: &'a watch::Sender<Option<Connection>>,
+    position: &'a mut i64,
+    first_start: bool,
+    cursor: &'a CursorFn,
+    restart: Arc<Notify>,
+}
+
+impl Session<'_> {
+    fn label(&self) -> &str {
+        &self.opts.spawn.label
+    }
+
+    async fn run(
+        &mut self,
+        mut proc_: ImsgProcess,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        let client = proc_.client.clone();
+        let outcome = tokio::select! {
+            o = self.serve(&client, &mut proc_.notifications, shutdown) => o,
+            status = proc_.child.wait() => {
+                let what = match status {
+                    Ok(s) => format!("imsg rpc exited ({s})"),
+                    Err(e) => format!("imsg rpc wait failed: {e}"),
+                };
+                Outcome::Failed(what)
+            }
+        };
+        self.slot.send_replace(None);
+        match outcome {
+            Outcome::Shutdown => {
+                proc_.shutdown(self.opts.shutdown_grace).await;
+                Outcome::Shutdown
+            }
+            failed => {
+                proc_.kill().await;
+                failed
+            }
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        client: &Client,
+        notes: &mut mpsc::UnboundedReceiver<Notification>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        // Setup (negotiate, db wait, catch-up, subscribe) races the shutdown signal.
+        let mut setup_shutdown = shutdown.clone();
+        let setup = tokio::select! {
+            r = self.setup(client, &mut setup_shutdown) => r,
+            _ = wait_shutdown(shutdown) => return Outcome::Shutdown,
+        };
+        let (negotiated, mut subscription) = match setup {
+            Ok(Some(x)) => x,
+            Ok(None) => return Outcome::Shutdown,
+            Err(reason) => return Outcome::Failed(reason),
+        };
+        let protocol = negotiated.protocol;
+        let mut health = tokio::time::interval(self.opts.health_interval);
+        health.tick().await;
+        let restart = self.restart.clone();
+        loop {
+            tokio::select! {
+                _ = restart.notified() => {
+                    return Outcome::Failed("restart requested (mutation lane blocked)".into());
+                }
+                _ = wait_shutdown(shutdown) => {
+                    let _ = client
+                        .request_with_timeout("watch.unsubscribe", json!({"subscription": subscription}), Duration::from_secs(1))
+                        .await;
+                    return Outcome::Shutdown;
+                }
+                note = notes.recv() => {
+                    let Some(note) = note else {
+                        return Outcome::Failed("imsg rpc stdout closed".into());
+                    };
+                    match self.on_notification(client, protocol, subscription, note).await {
+                        Ok(Some(new_sub)) => subscription = new_sub,
+                        Ok(None) => {}
+                        Err(reason) => return Outcome::Failed(reason),
+                    }
+                }
+                _ = health.tick() => {
+                    let (method, params) = health_probe(protocol);
+                    match client.request_with_timeout(method, params, self.opts.health_timeout).await {
+                        Ok(_) => {}
+                        Err(e @ (RpcError::Timeout { .. } | RpcError::Closed | RpcError::Io(_))) => {
+                            return Outcome::Failed(format!("health check failed, imsg stopped answering: {e}"));
+                        }
+                        Err(e) => tracing::debug!(account = %self.label(), "health check answered with an error: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Negotiates, waits for the database, catches up and subscribes.
+    /// `Ok(None)` means shutdown was requested meanwhile.
+    async fn setup(
+        &mut self,
+        client: &Client,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<(Negotiated, i64)>, String> {
+        let timeout = self.opts.spawn.request_timeout;
+        let mut negotiated = negotiate(client, timeout)
+            .await
+            .map_err(|e| format!("initialize failed: {e}"))?;
+        tracing::info!(account = %self.label(), protocol = negotiated.protocol.label(),
+            version = negotiated.version.as_deref().unwrap_or("unknown"), "imsg rpc negotiated");
+        // v1 degraded startup: the child is fine, the database is not (yet). Poll, don't restart.
+        let mut wait = self.opts.backoff_initial;
+        let mut warned = false;
+        while !negotiated.can_watch() {
+            if !warned {
+                tracing::warn!(account = %self.label(),
+                    "imsg database not ready at {}: {}; polling status",
+                    negotiated.database_path.as_deref().unwrap_or("?"),
+                    negotiated.database_error.as_deref().unwrap_or("no detail"));
+                warned = true;
+            }
+            if sleep_or_shutdown(wait, shutdown).await {
+                return Ok(None);
+            }
+            wait = (wait * 2).min(self.opts.backoff_max);
+            let status = client
+                .request_with_timeout("status", json!({}), timeout)
+                .await
+                .map_err(|e| format!("status failed: {e}"))?;
+            negotiated = Negotiated::from_status(status);
+        }
+        if warned {
+            tracing::info!(account = %self.label(), "imsg database is ready");
+        }
+        self.slot.send_replace(Some(Connection {
+            client: client.clone(),
+            protocol: negotiated.protocol,
+            restart: self.restart.clone(),
+        }));
+        let _ = self.events.send(SupervisorEvent::Connected {
+            protocol: negotiated.protocol,
+            version: negotiated.version.clone(),
+        });
+        let mut from = (self.cursor)().max(*self.position);
+        // Checked once per gateway start (a database is swapped while the gateway is down, far
+        // more often than while it runs); it costs a few requests, which a child that crashes
+        // after N requests cannot afford on every restart.
+        if from > 0
+            && self.first_start
+            && !cursor_row_exists(client, negotiated.protocol, from).await
+        {
+            if let Some(newest) = newest_rowid(client).await {
+                if newest < from {
+                    tracing::warn!(account = %self.label(),
+                        "the Messages database looks replaced (newest rowid {newest} < cursor {from}); rewinding the cursor to {newest}");
+                    *self.position = newest;
+                    from = newest;
+                    let _ = self.events.send(SupervisorEvent::Rewind(newest));
+                }
+            }
+        }
+        let sub = self.resume(client, negotiated.protocol, from).await?;
+        Ok(Some((negotiated, sub)))
+    }
+
+    /// v1: catch up with `messages.after` from `from`, then subscribe from where it ended.
+    /// Legacy: subscribe with `since_rowid` (it replays everything after it).
+    async fn resume(
+        &mut self,
+        client: &Client,
+        protocol: Protocol,
+        from: i64,
+    ) -> Result<i64, String> {
+        let mut since = from;
+        if protocol == Protocol::V1 && from > 0 {
+            since = self.catch_up(client, from).await?;
+        }
+        // Tapbacks are asked for on purpose: the gateway's own filter then drops them (logged),
+        // and the cursor covers them, instead of relying on imsg to leave them out.
+        let mut params = json!({"attachments": self.opts.attachments, "include_reactions": true});
+        if since > 0 {
+            params["since_rowid"] = json!(since);
+        } else if !self.first_start {
+            tracing::warn!(account = %self.label(),
+                "no cursor yet: subscribing at the tail; messages that arrived while imsg was down are not replayed");
+        }
+        let result = client
+            .request("watch.subscribe", params)
+            .await
+            .map_err(|e| format!("watch.subscribe failed: {e}"))?;
+        let sub = result
+            .get("subscription")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| {
+                format!("watch.subscribe answered without a subscription id: {result}")
+            })?;
+        tracing::info!(account = %self.label(), subscription = sub, since_rowid = since, "watching");
+        Ok(sub)
+    }
+
+    async fn catch_up(&mut self, client: &Client, from: i64) -> Result<i64, String> {
+        let mut since = from;
+        let mut total = 0usize;
+        loop {
+            let page = client
+                .request(
+                    "messages.after",
+                    json!({"since_rowid": since, "limit": self.opts.catchup_page,
+                           "attachments": self.opts.attachments, "include_reactions": true}),
+                )
+                .await
+                .map_err(|e| format!("messages.after failed: {e}"))?;
+            let messages = page
+                .get("messages")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let next = page
+                .get("next_rowid")
+                .and_then(Value::as_i64)
+                .unwrap_or(since);
+            let has_more = page
+                .get("has_more")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            total += messages.len();
+            for m in messages {
+                if let Some(id) = m.get("id").and_then(Value::as_i64) {
+                    *self.position = (*self.position).max(id);
+                }
+                let _ = self.events.send(SupervisorEvent::Message(m));
+            }
+            let next = next.max(since);
+            *self.position = (*self.position).max(next);
+            let _ = self.events.send(SupervisorEvent::Position(next));
+            let moved = next != since;
+            since = next;
+            if !has_more {
+                break;
+            }
+            if !moved {
+                // Guards against a server that says has_more without moving: never spin.
+                tracing::warn!(account = %self.label(), "messages.after did not advance from {since}; stopping catch-up");
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(account = %self.label(), "caught up {total} message(s) after rowid {from}");
+        }
+        Ok(since)
+    }
+
+    /// Returns a new subscription id when the stream had to be restarted.
+    async fn on_notification(
+        &mut self,
+        client: &Client,
+        protocol: Protocol,
+        subscription: i64,
+        note: Notification,
+    ) -> Result<Option<i64>, String> {
+        let sub_of = |p: &Value| p.get("subscription").and_then(Value::as_i64);
+        match note.method.as_str() {
+            "message" => {
+                if sub_of(&note.params).is_some_and(|s| s != subscription) {
+                    tracing::debug!(account = %self.label(), "message for an old subscription ignored");
+                    return Ok(None);
+                }
+                let Some(msg) = note.params.get("message").cloned() else {
+                    tracing::debug!(account = %self.label(), "message notification without a message ignored");
+                    return Ok(None);
+                };
+                if let Some(id) = msg.get("id").and_then(Value::as_i64) {
+                    *self.position = (*self.position).max(id);
+                }
+                let _ = self.events.send(SupervisorEvent::Message(msg));
+                Ok(None)
+            }
+            "watch.overflow" => {
+                if sub_of(&note.params).is_some_and(|s| s != subscription) {
+                    return Ok(None);
+                }
+                let resume = note
+                    .params
+                    .get("resume_after_rowid")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(*self.position);
+                tracing::warn!(account = %self.label(), resume_after_rowid = resume, "watch overflowed; catching up");
+                // Replay from the overflow point (never skip); the journal drops what we had.
+                let from = if resume > 0 { resume } else { *self.position };
+                self.resume(client, protocol, from).await.map(Some)
+            }
+            "error" => {
+                if sub_of(&note.params).is_some_and(|s| s != subscription) {
+                    return Ok(None);
+                }
+                tracing::warn!(account = %self.label(), "watch error: {}; re-subscribing", note.params);
+                let from = (self.cursor)().max(*self.position);
+                self.resume(client, protocol, from).await.map(Some)
+            }
+            other => {
+                tracing::debug!(account = %self.label(), "ignoring notification {other}");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// v1 only: whether the database still holds the cursor's row or anything after it, in which
+/// case it was not replaced. This exact test runs before the `newest_rowid` heuristic, whose
+/// date-ordered view can miss a late-synced row and rewind a healthy database (replaying
+/// messages the gateway never journaled). Legacy has no `messages.after`: always `false`.
+async fn cursor_row_exists(client: &Client, protocol: Protocol, cursor: i64) -> bool {
+    if protocol != Protocol::V1 {
+        return false;
+    }
+    let params = json!({"since_rowid": cursor - 1, "limit": 1, "include_reactions": true});
+    match client.request("messages.after", params).await {
+        Ok(page) => {
+            let has_rows = page
+                .get("messages")
+                .and_then(Value::as_array)
+                .is_some_and(|m| !m.is_empty());
+            // A page can be empty with has_more (coalesced preview rows): still rows after it.
+            has_rows || page.get("has_more").and_then(Value::as_bool) == Some(true)
+        }
+        Err(_) => false,
+    }
+}
+
+/// The newest message rowid in the database, from the most recently active chats (imsg has
+/// no "max rowid" method). `Some(0)` for a database without chats; `None` when unknown.
+async fn newest_rowid(client: &Client) -> Option<i64> {
+    let chats = client
+        .request("chats.list", json!({"limit": 5}))
+        .await
+        .ok()?;
+    let chats = chats.get("chats")?.as_array()?.clone();
+    let mut newest = 0;
+    for chat in chats {
+        let Some(id) = chat.get("id").and_then(Value::as_i64) else {
+            continue;
+        };
+        let hist = client
+            .request("messages.history", json!({"chat_id": id, "limit": 1}))
+            .await
+            .ok()?;
+        if let Some(m) = hist
+            .get("messages")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(|m| m.get("id"))
+            .and_then(Value::as_i64)
+        {
+            newest = newest.max(m);
+        }
+    }
+    Some(newest)
+}
+
+fn health_probe(protocol: Protocol) -> (&'static str, Value) {
+    match protocol {
+        Protocol::V1 => ("status", json!({})),
+        Protocol::Legacy => ("chats.list", json!({"limit": 1})),
+    }
+}

@@ -1,0 +1,231 @@
+//! End to end against fake-imsg: `imsg-gateway run` drives `fake-imsg rpc` over a world
+//! built with `fake_imsg::world::World`; a DM injected with `fake-imsg inject` gets its echo
+//! reply in the same chat (`fake-imsg sent`), and after the child is killed a message that
+//! arrived while it was down is answered exactly once.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WORLD: &str = r#"{
+  now: "2026-01-15T18:00:00Z",
+  me: "me@icloud.com",
+  people: { alice: { handle: "+15551234567", name: "Alice" } },
+  chats: [ { participants: ["alice"], messages: [ { from: "alice", text: "old news", at: "-1h" } ] } ],
+}"#;
+
+/// The fake-imsg binary beside ours, built first so it is never stale.
+fn fake_imsg_bin() -> PathBuf {
+    let ours = assert_cmd::cargo::cargo_bin("imsg-gateway");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "fake-imsg", "--bin", "fake-imsg"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build -p fake-imsg");
+    assert!(status.success(), "building fake-imsg failed");
+    let bin = ours.parent().unwrap().join("fake-imsg");
+    assert!(bin.is_file(), "no fake-imsg at {}", bin.display());
+    bin
+}
+
+struct E2e {
+    dir: tempfile::TempDir,
+    fake: PathBuf,
+    protocol: &'static str,
+}
+
+impl E2e {
+    fn new(protocol: &'static str) -> E2e {
+        let dir = tempfile::tempdir().unwrap();
+        let world = dir.path().join("world.db");
+        fake_imsg::world::World::build_from_scenario_str(WORLD, &world).expect("world builds");
+        let fake = fake_imsg_bin();
+        let config = format!(
+            r#"{{ imessage: {{ cliPath: "{}", dbPath: "{}", dmPolicy: "open", allowFrom: ["*"] }},
+                 agent: {{ kind: "echo" }}, state: {{ dir: "{}" }} }}"#,
+            fake.display(),
+            world.display(),
+            dir.path().join("state").display()
+        );
+        fs::write(dir.path().join("config.json5"), config).unwrap();
+        E2e {
+            dir,
+            fake,
+            protocol,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn gateway(&self) -> Gw {
+        Gw(Command::new(assert_cmd::cargo::cargo_bin("imsg-gateway"))
+            .arg("--config")
+            .arg(self.path("config.json5"))
+            .args(["--log", "debug", "run"])
+            .env("FAKE_IMSG_PID_FILE", self.path("fake.pid"))
+            .env("FAKE_IMSG_PROTOCOL", self.protocol)
+            .env("IMSG_GATEWAY_BACKOFF_MS", "1000")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(self.path("gateway.log")).unwrap())
+            .spawn()
+            .unwrap())
+    }
+
+    fn fake(&self, args: &[&str]) -> Output {
+        let out = Command::new(&self.fake)
+            .args(args)
+            .arg("--db")
+            .arg(self.path("world.db"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fake-imsg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn inject(&self, text: &str) -> Value {
+        let out = self.fake(&[
+            "inject",
+            "--chat-id",
+            "1",
+            "--from",
+            "+15551234567",
+            "--text",
+            text,
+        ]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Echo replies the gateway sent: (chat_id, text).
+    fn replies(&self) -> Vec<(i64, String)> {
+        let out = self.fake(&["sent"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|m| m["text"].as_str().unwrap_or("").starts_with("echo: "))
+            .map(|m| {
+                (
+                    m["chat_id"].as_i64().unwrap(),
+                    m["text"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn wait_for(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "timed out waiting for {what}\nreplies: {:?}\ngateway log:\n{}",
+            self.replies(),
+            fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
+        );
+    }
+
+    fn log_has(&self, needle: &str) -> bool {
+        fs::read_to_string(self.path("gateway.log"))
+            .unwrap_or_default()
+            .contains(needle)
+    }
+}
+
+/// The gateway child; killed if a test fails before stopping it, so no process outlives a test.
+struct Gw(Child);
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kill(pid: &str, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.trim())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -{sig} {pid}");
+}
+
+fn stop(mut gw: Gw) {
+    let gw = &mut gw.0;
+    kill(&gw.id().to_string(), "TERM");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Some(status) = gw.try_wait().unwrap() {
+            assert!(status.success(), "gateway exited with {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = gw.kill();
+    panic!("the gateway did not stop on SIGTERM");
+}
+
+fn read_pid(p: &Path) -> Option<String> {
+    fs::read_to_string(p).ok().filter(|s| !s.trim().is_empty())
+}
+
+#[test]
+fn v1_echo_reply_in_the_same_chat_and_exactly_once_across_a_child_kill() {
+    echo_and_restart("v1");
+}
+
+#[test]
+fn legacy_echo_reply_in_the_same_chat_and_exactly_once_across_a_child_kill() {
+    echo_and_restart("legacy");
+}
+
+fn echo_and_restart(protocol: &'static str) {
+    let e = E2e::new(protocol);
+    let gw = e.gateway();
+    e.wait_for("the gateway to subscribe", || e.log_has("watching"));
+    assert!(
+        e.log_has(&format!("protocol={protocol:?}")),
+        "negotiated {protocol}"
+    );
+
+    let first = e.inject("hello gateway");
+    assert_eq!(first["chat_id"], 1);
+    e.wait_for("the echo reply", || !e.replies().is_empty());
+    assert_eq!(e.replies(), vec![(1, "echo: hello gateway".to_string())]);
+
+    // Kill the child; a message arrives while it is down; it is answered once, after restart.
+    let pid = read_pid(&e.path("fake.pid")).expect("fake-imsg wrote its pid");
+    kill(&pid, "KILL");
+    e.inject("sent while imsg was down");
+    e.wait_for("the reply to the message sent while down", || {
+        e.replies().len() >= 2
+    });
+    let new_pid = read_pid(&e.path("fake.pid")).unwrap();
+    assert_ne!(new_pid.trim(), pid.trim(), "the child was restarted");
+
+    // One more live message proves the new subscription works and nothing is repeated.
+    e.inject("after the restart");
+    e.wait_for("the third reply", || e.replies().len() >= 3);
+    stop(gw);
+    assert_eq!(
+        e.replies(),
+        vec![
+            (1, "echo: hello gateway".to_string()),
+            (1, "echo: sent while imsg was down".to_string()),
+            (1, "echo: after the restart".to_string()),
+        ],
+        "history is not answered and each new message is answered exactly once"
+    );
+}
