@@ -1,0 +1,701 @@
+//! The Gherkin steps: the scenario's world (`GatewayWorld`) and every phrase the features use.
+//!
+//! Steps touch imsg only in ways that work for fake and real imsg alike: inbound rows are
+//! written into the world file through `fake_imsg::world`, outbound assertions read the tap
+//! log. Checks that only the fake can answer (its `sent` rows) run only against the fake.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cucumber::{given, then, when};
+use fake_imsg::world::{InjectSpec, MessageRow, NewChat, World};
+use serde_json::{json, Value};
+
+use crate::harness::{
+    self, alive, binaries, describe_target, find_key, read_tap, signal, subscriptions, tail, wait,
+    Agent, ChatRef, Exchange, Gateway, Launch, POLL, QUIET,
+};
+
+/// One scenario: its directory, world, declared chats, gateway, and what was already checked.
+#[derive(cucumber::World)]
+#[world(init = Self::new)]
+pub struct GatewayWorld {
+    /// Removed at the end unless the scenario failed (then kept for inspection).
+    pub dir: Option<tempfile::TempDir>,
+    pub launch: Launch,
+    pub world: World,
+    pub chats: Vec<ChatRef>,
+    pub gateway: Option<Gateway>,
+    /// Per chat (index in `chats`): how many sends to it the scenario has already accounted for.
+    pub consumed: Vec<usize>,
+    /// The last reply a step matched: (chat index, the send).
+    pub last_reply: Option<(usize, Exchange)>,
+    /// The last row a step wrote into the world.
+    pub last_message: Option<MessageRow>,
+    /// Set by "the gateway is stopped": rows are then written without starting it.
+    pub stopped: bool,
+    /// Successful `watch.subscribe` calls seen when the imsg child was last killed.
+    pub subscriptions_at_kill: usize,
+}
+
+impl fmt::Debug for GatewayWorld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayWorld")
+            .field("dir", &self.launch.dir)
+            .field("chats", &self.chats)
+            .field("gateway_pid", &self.gateway.as_ref().map(|g| g.pid))
+            .finish()
+    }
+}
+
+impl GatewayWorld {
+    fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("imsg-conformance-")
+            .tempdir()?;
+        let launch = Launch {
+            dir: dir.path().to_path_buf(),
+            agent: Agent::Echo,
+            protocol: None,
+            faults: None,
+        };
+        let world = World::create(&launch.world_path())
+            .map_err(|e| anyhow::anyhow!("cannot create the world: {e}"))?;
+        Ok(GatewayWorld {
+            dir: Some(dir),
+            launch,
+            world,
+            chats: Vec::new(),
+            gateway: None,
+            consumed: Vec::new(),
+            last_reply: None,
+            last_message: None,
+            stopped: false,
+            subscriptions_at_kill: 0,
+        })
+    }
+
+    /// Starts the gateway if no step has yet.
+    async fn ensure_gateway(&mut self) {
+        if self.gateway.is_none() {
+            match Gateway::start(&self.launch).await {
+                Ok(g) => self.gateway = Some(g),
+                Err(e) => panic!("{e:#}"),
+            }
+        }
+    }
+
+    fn declare(&mut self, chat: ChatRef) -> usize {
+        self.chats.push(chat);
+        self.consumed.push(0);
+        self.chats.len() - 1
+    }
+
+    /// Resolves a chat phrase: `the DM`, `the DM with "+1555..."`, `the group`, `"Family"`.
+    fn chat(&self, phrase: &str) -> usize {
+        let quoted = |s: &str| s.trim().trim_matches('"').to_string();
+        let only = |group: bool| {
+            let mut matching = (0..self.chats.len()).filter(|&i| self.chats[i].group == group);
+            let first = matching.next();
+            assert!(
+                matching.next().is_none(),
+                "{phrase:?} is ambiguous: name the chat; declared: {:?}",
+                self.labels()
+            );
+            first
+        };
+        let found = if phrase == "the DM" {
+            only(false)
+        } else if let Some(handle) = phrase.strip_prefix("the DM with ") {
+            let handle = quoted(handle);
+            self.chats
+                .iter()
+                .rposition(|c| !c.group && c.participants == [handle.clone()])
+        } else if phrase == "the group" {
+            only(true)
+        } else {
+            let name = quoted(phrase.strip_prefix("the group ").unwrap_or(phrase));
+            self.chats
+                .iter()
+                .rposition(|c| c.group && c.display_name.as_deref() == Some(name.as_str()))
+        };
+        found.unwrap_or_else(|| {
+            panic!(
+                "no chat declared for {phrase:?}; declared: {:?}",
+                self.labels()
+            )
+        })
+    }
+
+    fn labels(&self) -> Vec<&str> {
+        self.chats.iter().map(|c| c.label.as_str()).collect()
+    }
+
+    /// Writes a row into the world (creating the chat with its first row) and starts the
+    /// gateway first if needed, so the row is new to its watch.
+    async fn inject(&mut self, chat: usize, mut spec: InjectSpec) -> MessageRow {
+        if !self.stopped {
+            self.ensure_gateway().await;
+        }
+        let c = &self.chats[chat];
+        match c.chat_id {
+            Some(id) => spec.chat_id = Some(id),
+            None => {
+                spec.new_chat = Some(NewChat {
+                    group: c.group,
+                    display_name: c.display_name.clone(),
+                    participants: c.participants.clone(),
+                    service: "iMessage".to_string(),
+                })
+            }
+        }
+        let row = self
+            .world
+            .inject(&spec)
+            .unwrap_or_else(|e| panic!("cannot write a row into {}: {e}", c.label));
+        if c.chat_id.is_none() {
+            let id = row
+                .chat_id
+                .unwrap_or_else(|| panic!("the first row of {} was not joined to a chat", c.label));
+            let info = self
+                .world
+                .chat(id)
+                .unwrap_or_else(|e| panic!("cannot read chat {id}: {e}"))
+                .unwrap_or_else(|| panic!("chat {id} vanished"));
+            let c = &mut self.chats[chat];
+            c.chat_id = Some(id);
+            c.guid = Some(info.guid).filter(|g| !g.is_empty());
+            c.identifier = Some(info.identifier).filter(|i| !i.is_empty());
+        }
+        self.last_message = Some(row.clone());
+        row
+    }
+
+    fn sends_to(&self, chat: usize) -> Vec<Exchange> {
+        read_tap(&self.launch.tap_log())
+            .into_iter()
+            .filter(|e| e.method == "send" && self.chats[chat].is_target_of(&e.params))
+            .collect()
+    }
+
+    /// Context for a failure message: every send so far and the gateway's last log lines.
+    fn report(&self) -> String {
+        let sends: Vec<String> = read_tap(&self.launch.tap_log())
+            .iter()
+            .filter(|e| e.method == "send")
+            .map(|e| {
+                format!(
+                    "  {} text={} -> {}",
+                    describe_target(&e.params),
+                    e.params.get("text").unwrap_or(&Value::Null),
+                    e.response
+                        .as_ref()
+                        .map_or("(no answer yet)".to_string(), Value::to_string)
+                )
+            })
+            .collect();
+        format!(
+            "chats: {:?}\nsends so far:\n{}\ngateway stderr (last lines):\n{}",
+            self.chats
+                .iter()
+                .map(|c| format!("{} = chat_id {:?}", c.label, c.chat_id))
+                .collect::<Vec<_>>(),
+            if sends.is_empty() {
+                "  (none)".to_string()
+            } else {
+                sends.join("\n")
+            },
+            tail(&self.launch.stderr_path(), 15)
+        )
+    }
+
+    /// Waits for the next not yet accounted-for send to `chat` and returns it.
+    async fn next_reply(&mut self, chat: usize) -> Exchange {
+        let deadline = Instant::now() + wait();
+        loop {
+            let sends = self.sends_to(chat);
+            if let Some(send) = sends.get(self.consumed[chat]) {
+                self.consumed[chat] += 1;
+                return send.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the gateway sent nothing (more) to {} within {:?}\n{}",
+                    self.chats[chat].label,
+                    wait(),
+                    self.report()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Against the fake, imsg's answer to a send must be success and the world must hold
+    /// the outgoing row, exactly as Messages would.
+    async fn check_sent_row(&self, chat: usize, send: &Exchange, text: &str) {
+        if binaries().real {
+            return;
+        }
+        let deadline = Instant::now() + wait();
+        let mut send = send.clone();
+        while send.response.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+            if let Some(again) = read_tap(&self.launch.tap_log())
+                .into_iter()
+                .rfind(|e| e.method == "send" && e.id == send.id && e.params == send.params)
+            {
+                send = again;
+            }
+        }
+        let result = send.result().unwrap_or_else(|| {
+            panic!(
+                "fake-imsg did not acknowledge the send of {text:?} with a result: {:?}\n{}",
+                send.response,
+                self.report()
+            )
+        });
+        assert_eq!(
+            result.get("ok"),
+            Some(&json!(true)),
+            "send result lacks ok:true: {result}"
+        );
+        let chat_id = self.chats[chat].chat_id.expect("a replied-to chat exists");
+        let rows = self.world.sent(0).expect("read the world's sent rows");
+        assert!(
+            rows.iter()
+                .any(|r| r.chat_id == Some(chat_id) && r.text == text),
+            "the world has no sent row {text:?} in chat {chat_id}; sent rows: {:?}",
+            rows.iter()
+                .map(|r| (r.chat_id, r.text.as_str()))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    fn envelopes(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.launch.envelopes())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn set_fault(&mut self, key: &str, value: Value) {
+        assert!(
+            self.gateway.is_none(),
+            "faults are set before the gateway starts (put this step before the first message)"
+        );
+        let faults = self.launch.faults.get_or_insert_with(|| json!({}));
+        faults[key] = value;
+    }
+}
+
+// ---------------------------------------------------------------- Given
+
+#[given(regex = r#"^a(?:nother)? DM chat with "([^"]+)"$"#)]
+fn a_dm(w: &mut GatewayWorld, handle: String) {
+    w.declare(ChatRef {
+        label: format!("the DM with {handle}"),
+        group: false,
+        participants: vec![handle],
+        display_name: None,
+        chat_id: None,
+        guid: None,
+        identifier: None,
+    });
+}
+
+#[given(regex = r#"^a(?:nother)? group chat "([^"]+)" with (.+)$"#)]
+fn a_group(w: &mut GatewayWorld, name: String, members: String) {
+    let participants: Vec<String> = members
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    assert!(
+        participants.len() >= 2,
+        "a group needs two or more quoted handles: {members}"
+    );
+    w.declare(ChatRef {
+        label: format!("the group {name:?}"),
+        group: true,
+        participants,
+        display_name: Some(name),
+        chat_id: None,
+        guid: None,
+        identifier: None,
+    });
+}
+
+#[given("the assistant records every envelope it is given")]
+fn recording_agent(w: &mut GatewayWorld) {
+    assert!(
+        w.gateway.is_none(),
+        "the agent is chosen before the gateway starts"
+    );
+    w.launch.agent = Agent::Recording;
+}
+
+#[given(regex = r#"^fake-imsg speaks protocol "(v1|legacy)"$"#)]
+fn speaks_protocol(w: &mut GatewayWorld, protocol: String) {
+    assert!(
+        w.gateway.is_none(),
+        "the protocol is chosen before the gateway starts"
+    );
+    w.launch.protocol = Some(protocol);
+}
+
+#[given("fake-imsg mirrors every message it sends back as an incoming row")]
+fn mirror_fault(w: &mut GatewayWorld) {
+    w.set_fault("mirror_echo", json!("text"));
+}
+
+#[given("fake-imsg mirrors every message it sends back as an incoming reply to it")]
+fn mirror_reply_fault(w: &mut GatewayWorld) {
+    w.set_fault("mirror_echo", json!("reply_to"));
+}
+
+#[given(regex = r"^fake-imsg writes a garbage line to stdout after (\d+) requests?$")]
+fn garbage_fault(w: &mut GatewayWorld, after: u64) {
+    w.set_fault("garbage_line_after", json!(after));
+}
+
+#[given("fake-imsg reports every new message twice")]
+fn duplicate_fault(w: &mut GatewayWorld) {
+    w.set_fault("duplicate_notification", json!(true));
+}
+
+#[given("the gateway is running")]
+async fn gateway_running(w: &mut GatewayWorld) {
+    w.ensure_gateway().await;
+}
+
+// ---------------------------------------------------------------- When
+
+#[when(
+    regex = r#"^"([^"]+)" sends "([^"]*)" in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn someone_sends(w: &mut GatewayWorld, from: String, text: String, chat: String) {
+    let chat = w.chat(&chat);
+    w.inject(
+        chat,
+        InjectSpec {
+            from,
+            text,
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+#[when(
+    regex = r#"^I send "([^"]*)" from my phone in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn i_send(w: &mut GatewayWorld, text: String, chat: String) {
+    let chat = w.chat(&chat);
+    let c = &w.chats[chat];
+    // A DM row from me still names the other party's handle, as Messages writes it.
+    let from = if c.group {
+        String::new()
+    } else {
+        c.participants[0].clone()
+    };
+    w.inject(
+        chat,
+        InjectSpec {
+            from,
+            text,
+            is_from_me: true,
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+#[when(
+    regex = r#"^"([^"]+)" reacts "(love|like|dislike|laugh|emphasis|question)" to the last message$"#
+)]
+async fn someone_reacts(w: &mut GatewayWorld, from: String, kind: String) {
+    let target = w
+        .last_message
+        .clone()
+        .expect("a message was written before the reaction");
+    let chat = w
+        .chats
+        .iter()
+        .position(|c| c.chat_id.is_some() && c.chat_id == target.chat_id)
+        .expect("the last message's chat is declared");
+    w.inject(
+        chat,
+        InjectSpec {
+            from,
+            text: String::new(),
+            reaction: Some((kind, target.guid)),
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+#[when(
+    regex = r#"^Messages reports the gateway's last reply again as an incoming message from "([^"]+)"$"#
+)]
+async fn mirror_row(w: &mut GatewayWorld, from: String) {
+    let (chat, send) = w.last_reply.clone().expect("a reply was seen before");
+    let text = send.params["text"].as_str().unwrap_or_default().to_string();
+    w.inject(
+        chat,
+        InjectSpec {
+            from,
+            text,
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+#[when("the imsg child is killed")]
+async fn kill_child(w: &mut GatewayWorld) {
+    w.ensure_gateway().await;
+    let pid_file = w.launch.pid_file();
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("fake-imsg wrote no pid file {}: {e}", pid_file.display()))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("pid file {} holds no pid: {e}", pid_file.display()));
+    w.subscriptions_at_kill = subscriptions(&read_tap(&w.launch.tap_log()));
+    assert!(signal(pid, "KILL"), "cannot SIGKILL imsg (pid {pid})");
+    let deadline = Instant::now() + wait();
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "imsg (pid {pid}) survived SIGKILL"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[when("the gateway is stopped")]
+async fn stop_gateway(w: &mut GatewayWorld) {
+    let g = w.gateway.take().expect("the gateway was started");
+    let status = g.stop().await;
+    assert!(
+        status == "exit status: 0",
+        "the gateway did not exit cleanly on SIGTERM: {status}\n{}",
+        tail(&w.launch.stderr_path(), 40)
+    );
+    w.stopped = true;
+}
+
+#[when("the gateway is started again")]
+async fn start_again(w: &mut GatewayWorld) {
+    w.stopped = false;
+    w.ensure_gateway().await;
+}
+
+// ---------------------------------------------------------------- Then
+
+#[then(
+    regex = r#"^the gateway replies "([^"]*)" in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn replies(w: &mut GatewayWorld, text: String, chat: String) {
+    let chat = w.chat(&chat);
+    let send = w.next_reply(chat).await;
+    let got = send
+        .params
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert_eq!(
+        got,
+        text,
+        "the next reply in {} is not the expected one\n{}",
+        w.chats[chat].label,
+        w.report()
+    );
+    w.check_sent_row(chat, &send, &text).await;
+    w.last_reply = Some((chat, send));
+}
+
+#[then(
+    regex = r#"^the gateway replies nothing(?: else)? in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")(?: within (\d+(?:\.\d+)?) seconds?)?$"#
+)]
+async fn replies_nothing(w: &mut GatewayWorld, chat: String, secs: String) {
+    let chat = w.chat(&chat);
+    let quiet = if secs.is_empty() {
+        QUIET
+    } else {
+        Duration::from_secs_f64(secs.parse().expect("seconds"))
+    };
+    tokio::time::sleep(quiet).await;
+    let sends = w.sends_to(chat);
+    let extra: Vec<&Value> = sends[w.consumed[chat].min(sends.len())..]
+        .iter()
+        .map(|e| &e.params)
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "the gateway sent to {} what it should not have: {extra:?}\n{}",
+        w.chats[chat].label,
+        w.report()
+    );
+}
+
+#[then("that reply was addressed by chat_id")]
+fn addressed_by_chat_id(w: &mut GatewayWorld) {
+    let (chat, send) = w.last_reply.clone().expect("a reply was seen before");
+    let id = w.chats[chat].chat_id;
+    assert_eq!(
+        send.params.get("chat_id").and_then(Value::as_i64),
+        id,
+        "the reply's target is {}, not the chat_id of {}",
+        describe_target(&send.params),
+        w.chats[chat].label
+    );
+    for other in ["to", "chat_guid", "chat_identifier"] {
+        assert!(
+            send.params.get(other).is_none(),
+            "a chat_id send carries a second target key {other}: {}",
+            send.params
+        );
+    }
+}
+
+#[then(regex = r#"^the session of that reply is "([^"]+)"$"#)]
+async fn session_of_reply(w: &mut GatewayWorld, expected: String) {
+    let (chat, send) = w.last_reply.clone().expect("a reply was seen before");
+    let expected = match w.chats[chat].chat_id {
+        Some(id) => expected.replace("<chat_id>", &id.to_string()),
+        None => expected,
+    };
+    let reply = send.params["text"].as_str().unwrap_or_default();
+    let asked = reply.strip_prefix("echo: ").unwrap_or(reply);
+    // The agent writes the envelope before it answers, so it is on disk by now.
+    let envelopes = w.envelopes();
+    let envelope = envelopes
+        .iter()
+        .rev()
+        .find(|e| find_key(e, &["text"]).and_then(Value::as_str) == Some(asked))
+        .unwrap_or_else(|| {
+            panic!(
+                "no envelope for the message {asked:?} (is the recording agent configured?); envelopes: {envelopes:?}"
+            )
+        });
+    let session = find_key(envelope, &["sessionkey", "session", "sessionid"])
+        .unwrap_or_else(|| panic!("the envelope has no session key field: {envelope}"));
+    let session = session
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| {
+            find_key(session, &["key", "id"])
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("the envelope's session is not a string: {envelope}"));
+    assert_eq!(
+        session, expected,
+        "wrong session for {asked:?}; envelope: {envelope}"
+    );
+}
+
+#[then("imsg refused none of the gateway's requests")]
+async fn no_refusals(w: &mut GatewayWorld) {
+    let tap = read_tap(&w.launch.tap_log());
+    let refused: Vec<String> = tap
+        .iter()
+        .filter_map(|e| {
+            let err = e.error()?;
+            // A legacy imsg answers the `initialize` probe with Method not found; that is
+            // the negotiation working, not a refusal.
+            if e.method == "initialize" && err.get("code") == Some(&json!(-32601)) {
+                return None;
+            }
+            // A real imsg cannot find its sent rows in the scenario's world (Messages writes
+            // them to the Mac's own chat.db) and may lack the Automation permission, so its
+            // sends fail at delivery; only a refusal of the request itself counts there.
+            let shape = [-32600, -32601, -32602].map(|c| json!(c));
+            if binaries().real
+                && e.method == "send"
+                && !err.get("code").is_some_and(|c| shape.contains(c))
+            {
+                return None;
+            }
+            Some(format!("{} {} -> {}", e.method, e.params, err))
+        })
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "imsg refused requests:\n{}",
+        refused.join("\n")
+    );
+}
+
+#[then(regex = r#"^the gateway asked imsg for "([^"]+)" first$"#)]
+fn asked_first(w: &mut GatewayWorld, method: String) {
+    let tap = read_tap(&w.launch.tap_log());
+    let first = tap.first().map(|e| e.method.as_str());
+    assert_eq!(
+        first,
+        Some(method.as_str()),
+        "requests: {:?}",
+        methods(&tap)
+    );
+}
+
+#[then(regex = r#"^the gateway never asked imsg for "([^"]+)"$"#)]
+fn never_asked(w: &mut GatewayWorld, method: String) {
+    let tap = read_tap(&w.launch.tap_log());
+    assert!(
+        tap.iter().all(|e| e.method != method),
+        "requests: {:?}",
+        methods(&tap)
+    );
+}
+
+fn methods(tap: &[Exchange]) -> Vec<&str> {
+    tap.iter().map(|e| e.method.as_str()).collect()
+}
+
+#[then("imsg has been restarted")]
+async fn restarted(w: &mut GatewayWorld) {
+    let deadline = Instant::now() + wait();
+    loop {
+        let subs = subscriptions(&read_tap(&w.launch.tap_log()));
+        if subs > w.subscriptions_at_kill {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "imsg was not started again and re-subscribed within {:?} ({subs} subscription(s))\n{}",
+            wait(),
+            w.report()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[then("the gateway is still running")]
+fn still_running(w: &mut GatewayWorld) {
+    let g = w.gateway.as_mut().expect("the gateway was started");
+    assert!(g.is_running(), "the gateway exited\n{}", w.report());
+}
+
+/// Stops the scenario's gateway; keeps the directory of a failed scenario and says where.
+pub async fn finish(w: &mut GatewayWorld, failed: bool) {
+    let status = match w.gateway.take() {
+        Some(g) => g.stop().await,
+        None => "not started".to_string(),
+    };
+    if failed {
+        let dir: PathBuf = match w.dir.take() {
+            Some(d) => d.keep(),
+            None => w.launch.dir.clone(),
+        };
+        eprintln!(
+            "---- failed scenario: gateway {status}; files kept in {}\n---- gateway stderr (last 80 lines):\n{}\n---- end",
+            dir.display(),
+            harness::tail(&w.launch.stderr_path(), 80)
+        );
+    }
+}
