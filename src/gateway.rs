@@ -97,6 +97,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.state_dir)?;
     tracing::info!("state: {}", store.path().display());
+    // libphonenumber's metadata loads on first use (about half a second in a debug build);
+    // pay for it while imsg starts, not while the first person to write waits for a reply.
+    let regions: Vec<String> = config.accounts.iter().map(|a| a.region.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        for region in regions {
+            crate::outbound::normalize_handle("+1 415 555 0100", &region);
+        }
+    });
     // Rows older than this are far beyond any replay (restart, overflow, catch-up).
     let cutoff = (chrono::Utc::now() - chrono::Duration::days(JOURNAL_KEEP_DAYS))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
