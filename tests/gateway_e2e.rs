@@ -3,9 +3,12 @@
 //! reply in the same chat (`fake-imsg sent`), and after the child is killed a message that
 //! arrived while it was down is answered exactly once.
 
+mod support;
+use support::{signal, stop, Gw};
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -143,40 +146,6 @@ impl E2e {
     }
 }
 
-/// The gateway child; killed if a test fails before stopping it, so no process outlives a test.
-struct Gw(Child);
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn kill(pid: &str, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.trim())
-        .status()
-        .unwrap();
-    assert!(ok.success(), "kill -{sig} {pid}");
-}
-
-fn stop(mut gw: Gw) {
-    let gw = &mut gw.0;
-    kill(&gw.id().to_string(), "TERM");
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if let Some(status) = gw.try_wait().unwrap() {
-            assert!(status.success(), "gateway exited with {status}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = gw.kill();
-    panic!("the gateway did not stop on SIGTERM");
-}
-
 fn read_pid(p: &Path) -> Option<String> {
     fs::read_to_string(p).ok().filter(|s| !s.trim().is_empty())
 }
@@ -207,7 +176,7 @@ fn echo_and_restart(protocol: &'static str) {
 
     // Kill the child; a message arrives while it is down; it is answered once, after restart.
     let pid = read_pid(&e.path("fake.pid")).expect("fake-imsg wrote its pid");
-    kill(&pid, "KILL");
+    signal(&pid, "KILL");
     e.inject("sent while imsg was down");
     e.wait_for("the reply to the message sent while down", || {
         e.replies().len() >= 2

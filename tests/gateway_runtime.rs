@@ -4,9 +4,12 @@
 //! restarted and caught up from the durable cursor, and nothing is ever answered twice,
 //! across a child crash and across a gateway restart.
 
+mod support;
+use support::{signal, stop, Gw};
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -256,42 +259,6 @@ fn dm(id: i64, text: &str) -> Value {
            "attachments": [], "reactions": [], "chat_identifier": "+15550001111",
            "chat_guid": "iMessage;-;+15550001111", "chat_name": "",
            "participants": ["+15550001111"], "is_group": false})
-}
-
-/// The gateway child; killed if a test fails before stopping it, so no process outlives a test.
-struct Gw(Child);
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(pid: &str, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.trim())
-        .status()
-        .unwrap();
-    assert!(ok.success(), "kill -{sig} {pid}");
-}
-
-fn stop(mut gw: Gw) {
-    let gw = &mut gw.0;
-    signal(&gw.id().to_string(), "TERM");
-    let start = Instant::now();
-    loop {
-        if let Some(status) = gw.try_wait().unwrap() {
-            assert!(status.success(), "gateway exit status {status}");
-            return;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = gw.kill();
-            panic!("gateway did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn subscribes(env: &Env) -> Vec<Value> {
