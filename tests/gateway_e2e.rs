@@ -198,3 +198,85 @@ fn echo_and_restart(protocol: &'static str) {
         "history is not answered and each new message is answered exactly once"
     );
 }
+
+/// `sent` rows of one world: (chat_id, text).
+fn sent_in(fake: &Path, db: &Path) -> Vec<(i64, String)> {
+    let out = Command::new(fake)
+        .args(["sent", "--db"])
+        .arg(db)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|m| !m["text"].as_str().unwrap_or("").is_empty())
+        .map(|m| {
+            (
+                m["chat_id"].as_i64().unwrap(),
+                m["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_accounts_each_run_their_own_imsg_and_answer_only_their_own_world() {
+    let e = E2e::new("v1");
+    let home = e.path("world.db");
+    let work = e.path("work.db");
+    fake_imsg::world::World::build_from_scenario_str(WORLD, &work).expect("second world");
+    let before_home = sent_in(&e.fake, &home).len();
+    let before_work = sent_in(&e.fake, &work).len();
+    fs::write(
+        e.path("config.json5"),
+        format!(
+            r#"{{ imessage: {{ cliPath: "{}", dmPolicy: "open", allowFrom: ["*"],
+                   accounts: {{ home: {{ dbPath: "{}" }}, work: {{ dbPath: "{}", textChunkLimit: 8 }} }} }},
+                 agent: {{ kind: "echo" }}, state: {{ dir: "{}" }} }}"#,
+            e.fake.display(),
+            home.display(),
+            work.display(),
+            e.path("state").display()
+        ),
+    )
+    .unwrap();
+    let gw = e.gateway();
+    e.wait_for("both accounts watching", || {
+        let log = fs::read_to_string(e.path("gateway.log")).unwrap_or_default();
+        log.matches("watching").count() >= 2
+    });
+    for (db, text) in [(&home, "hi home"), (&work, "hi work")] {
+        let out = Command::new(&e.fake)
+            .args([
+                "inject",
+                "--chat-id",
+                "1",
+                "--from",
+                "+15551234567",
+                "--text",
+                text,
+                "--db",
+            ])
+            .arg(db)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    e.wait_for("a reply in each world", || {
+        sent_in(&e.fake, &home).len() > before_home
+            && sent_in(&e.fake, &work).len() > before_work + 1
+    });
+    stop(gw);
+    // Each account answered in its own world, with its own settings: work chunks at 8 chars,
+    // breaking at the last whitespace inside the 8-char window "echo: hi".
+    assert_eq!(
+        sent_in(&e.fake, &home)[before_home..].to_vec(),
+        vec![(1, "echo: hi home".to_string())]
+    );
+    assert_eq!(
+        sent_in(&e.fake, &work)[before_work..].to_vec(),
+        vec![(1, "echo:".to_string()), (1, "hi work".to_string())]
+    );
+    let pids = fs::read_to_string(e.path("gateway.log")).unwrap();
+    assert!(pids.contains("account=home") && pids.contains("account=work"));
+}
