@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::world::World;
 
 use super::errors::{RpcError, DB_MISSING, DB_UNREADABLE};
+use super::out::encode;
 
 /// Why the database is not usable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +34,16 @@ struct Cached {
     key: (u64, u64),
     path: PathBuf,
     world: World,
-    /// Rendered results keyed by request, valid while the data version is unchanged.
-    memo: HashMap<String, (i64, Value)>,
+    /// Encoded results keyed by request, valid while the data version is unchanged. Kept
+    /// encoded: one string is cheap to store, copy and evict, where a `Value` tree costs
+    /// about as much to clone and to drop as the query that built it.
+    memo: HashMap<String, (i64, String)>,
+}
+
+/// A memoizable result: the value and its wire encoding (`out::encode`).
+pub struct Memoized {
+    pub value: Value,
+    pub encoded: String,
 }
 
 thread_local! {
@@ -60,6 +69,12 @@ impl Db {
 
     /// Runs `f` on this thread's open world, reopening when the file changed.
     pub fn with<T>(&self, f: impl FnOnce(&World) -> T) -> Result<T, Down> {
+        self.with_cached(|c| f(&c.world))
+    }
+
+    /// Runs `f` on this thread's cache entry (world, file identity, memo), reopening the
+    /// world when the file changed: one `stat` per call.
+    fn with_cached<T>(&self, f: impl FnOnce(&mut Cached) -> T) -> Result<T, Down> {
         if self.forced_down {
             return Err(Down::Unreadable);
         }
@@ -84,7 +99,7 @@ impl Db {
                     memo: HashMap::new(),
                 });
             }
-            Ok(f(&c.as_ref().expect("just cached").world))
+            Ok(f(c.as_mut().expect("just cached")))
         })
     }
 
@@ -98,38 +113,43 @@ impl Db {
 
     /// Like `run`, but reuses the last result for `key` while no connection has committed
     /// since (SQLite's `data_version`): repeated polls such as `chats.list` skip the query.
+    /// The result comes with its encoding, which the response line reuses.
     pub fn run_memo(
         &self,
         key: &str,
         f: impl FnOnce(&World) -> Result<Value, RpcError>,
-    ) -> Result<Value, RpcError> {
-        self.run(|_| Ok(()))?;
-        CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            let cached = c.as_mut().expect("opened by run");
+    ) -> Result<Memoized, RpcError> {
+        let run = self.with_cached(|cached| {
             let version = cached.world.data_version().ok();
-            if let (Some(v), Some((at, value))) = (version, cached.memo.get(key)) {
+            if let (Some(v), Some((at, encoded))) = (version, cached.memo.get(key)) {
                 if *at == v {
-                    return Ok(value.clone());
+                    if let Ok(value) = serde_json::from_str(encoded) {
+                        return Ok(Memoized {
+                            value,
+                            encoded: encoded.clone(),
+                        });
+                    }
                 }
             }
-            let out = f(&cached.world)?;
+            let value = f(&cached.world)?;
+            let encoded = encode(&value);
             if let Some(v) = version {
-                cached.memo.insert(key.to_string(), (v, out.clone()));
+                remember(&mut cached.memo, key, v, encoded.clone());
             }
-            Ok(out)
-        })
+            Ok(Memoized { value, encoded })
+        });
+        match run {
+            Ok(r) => r,
+            Err(d) => Err(self.error(d)),
+        }
     }
 
     /// This thread's view of the database version: (file identity, `data_version` of this
     /// thread's connection). Any commit by another connection changes it.
     pub fn version(&self) -> Option<((u64, u64), i64)> {
-        let meta = std::fs::metadata(&self.path).ok()?;
-        let key = (meta.dev(), meta.ino());
-        self.with(|w| w.data_version().ok())
+        self.with_cached(|c| c.world.data_version().ok().map(|v| (c.key, v)))
             .ok()
             .flatten()
-            .map(|v| (key, v))
     }
 
     /// Drops this thread's memoized results: a connection does not see its own commits in
@@ -159,6 +179,29 @@ impl Db {
     }
 }
 
+/// Most results a memo keeps: a client polls with a few distinct requests, and one that
+/// varies its params (every `chats.list` a new `limit`) must not make the server hoard an
+/// answer per variant.
+pub const MEMO_CAP: usize = 64;
+
+/// Stores `encoded` for `key` at `version` in a memo (this thread's, or the server's shared
+/// one), first dropping results of other versions (never served again) and, if it is still
+/// full, everything.
+pub fn remember<V: PartialEq + Copy>(
+    memo: &mut HashMap<String, (V, String)>,
+    key: &str,
+    version: V,
+    encoded: String,
+) {
+    if memo.len() >= MEMO_CAP && !memo.contains_key(key) {
+        memo.retain(|_, (v, _)| *v == version);
+        if memo.len() >= MEMO_CAP {
+            memo.clear();
+        }
+    }
+    memo.insert(key.to_string(), (version, encoded));
+}
+
 /// Opens a world and proves it readable (a garbage file opens lazily in SQLite).
 fn open_checked(path: &Path) -> Option<World> {
     let w = World::open(path).ok()?;
@@ -180,5 +223,32 @@ pub fn expand_path(p: &str) -> PathBuf {
         std::env::current_dir()
             .map(|d| d.join(&expanded))
             .unwrap_or(expanded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memo_keeps_at_most_its_cap_and_prefers_the_current_version() {
+        let mut memo = HashMap::new();
+        for i in 0..MEMO_CAP {
+            remember(&mut memo, &format!("old/{i}"), 1, format!("r{i}"));
+        }
+        assert_eq!(memo.len(), MEMO_CAP);
+        // Full: a new version's result evicts every result of other versions.
+        remember(&mut memo, "new/0", 2, "n0".into());
+        assert_eq!(memo.len(), 1);
+        for i in 1..3 * MEMO_CAP {
+            remember(&mut memo, &format!("new/{i}"), 2, format!("n{i}"));
+            assert!(memo.len() <= MEMO_CAP, "memo grew to {}", memo.len());
+        }
+        // Replacing a present key never evicts.
+        let before = memo.len();
+        let key = memo.keys().next().unwrap().clone();
+        remember(&mut memo, &key, 2, "again".into());
+        assert_eq!(memo.len(), before);
+        assert_eq!(memo[&key], (2, "again".to_string()));
     }
 }

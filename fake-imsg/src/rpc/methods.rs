@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use crate::payload::{chat_json, iso8601, message_json, Level, MessageOpts};
 use crate::world::{ChatRow, HistoryQuery, MessageRow, World};
 
+use super::db::Memoized;
 use super::errors::{RpcError, BRIDGE_NOT_STARTED};
 use super::lanes::{supported, usable, ApiLevel};
 use super::params::Strict;
@@ -94,7 +95,7 @@ pub fn memo_key(sh: &Shared, method: &str, params: &Map<String, Value>) -> Optio
     }
 }
 
-pub fn chats_list(sh: &Shared, params: &Map<String, Value>) -> R {
+pub fn chats_list(sh: &Shared, params: &Map<String, Value>) -> Result<Memoized, RpcError> {
     const UNREAD: &[&str] = &["unread_only", "unreadOnly"];
     let p = Strict::new("chats.list", params, &[&["limit"], UNREAD])?;
     let limit = p.positive(&["limit"])?.unwrap_or(20);
@@ -108,8 +109,15 @@ pub fn chats_list(sh: &Shared, params: &Map<String, Value>) -> R {
         }
         let chats = w.chats(limit as usize, unread_only).map_err(wrap)?;
         let list: Vec<Value> = chats.iter().map(|c| chat_json(c, Level::V1)).collect();
-        Ok(json!({ "chats": list }))
+        Ok(chats_result(list))
     })
+}
+
+/// `{"chats": [..]}`, moving the list in (`json!` would serialize a copy of it).
+pub fn chats_result(list: Vec<Value>) -> Value {
+    let mut o = Map::new();
+    o.insert("chats".into(), Value::Array(list));
+    Value::Object(o)
 }
 
 fn required_chat_id(p: &Strict) -> Result<i64, RpcError> {

@@ -22,7 +22,7 @@ pub mod watch;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::payload::{chat_json, Level};
 use crate::world::HistoryQuery;
@@ -180,7 +180,7 @@ fn dispatch_v1(sh: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> R
     match method {
         "initialize" => methods::initialize(sh, params),
         "status" => methods::status(sh, params),
-        "chats.list" => methods::chats_list(sh, params),
+        "chats.list" => return Reply::memoized(methods::chats_list(sh, params)),
         "chats.get" => methods::chats_get(sh, params),
         "messages.history" => methods::messages_history(sh, params),
         "messages.after" => methods::messages_after(sh, params),
@@ -209,13 +209,13 @@ fn dispatch_legacy(sh: &Arc<Shared>, method: &str, params: &Map<String, Value>) 
     match method {
         "chats.list" => {
             let limit = p.int(&["limit"]).unwrap_or(20).max(1) as usize;
-            sh.db.run_memo(&format!("chats.list/legacy/{limit}"), |w| {
+            return Reply::memoized(sh.db.run_memo(&format!("chats.list/legacy/{limit}"), |w| {
                 let chats = w
                     .chats(limit, false)
                     .map_err(|e| RpcError::internal(e.to_string()))?;
                 let list: Vec<Value> = chats.iter().map(|c| chat_json(c, Level::Legacy)).collect();
-                Ok(json!({ "chats": list }))
-            })
+                Ok(methods::chats_result(list))
+            }));
         }
         "messages.history" => legacy_history(sh, &p),
         "watch.subscribe" => return watch::subscribe_legacy(sh, params),

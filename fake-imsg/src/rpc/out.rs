@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use super::errors::result_envelope;
 use super::faults::Faults;
 
 struct Inner {
@@ -32,6 +33,20 @@ pub fn encode(v: &Value) -> String {
     } else {
         s
     }
+}
+
+/// The line of `encode(&result_envelope(id, result))` from an encoded `result`: `result` is
+/// the envelope's last member whichever order the map keeps (sorted or inserted), and
+/// escaping `/` commutes with splicing because it only ever acts inside strings.
+pub fn result_line(id: &Value, result: &str) -> String {
+    let mut head = encode(&result_envelope(id, Value::Null));
+    let cut = head.len() - "null}".len();
+    debug_assert!(head[..cut].ends_with("\"result\":"));
+    head.truncate(cut);
+    head.reserve(result.len() + 1);
+    head.push_str(result);
+    head.push('}');
+    head
 }
 
 impl Out {
@@ -61,6 +76,12 @@ impl Out {
     /// Writes a response line, then any output fault due after it.
     pub fn respond(&self, v: &Value) {
         self.respond_line(encode(v));
+    }
+
+    /// Writes the success response `encode(&result_envelope(id, result))` from a result
+    /// already encoded with `encode`, so a result that is also memoized is serialized once.
+    pub fn respond_result(&self, id: &Value, result: &str) {
+        self.respond_line(result_line(id, result));
     }
 
     /// Writes a success response whose result is already encoded.
@@ -113,4 +134,29 @@ fn write_line(w: &mut Box<dyn Write + Send>, line: &str) {
     buf.push(b'\n');
     // A closed stdout means the client is gone; stdin EOF will end the process.
     let _ = w.write_all(&buf).and_then(|_| w.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_spliced_result_line_is_the_encoded_envelope() {
+        let results = [
+            json!({"chats": [{"guid": "iMessage;-;a/b", "id": 1, "name": "x\"/y"}]}),
+            json!(null),
+            json!([]),
+            json!("a/b"),
+        ];
+        for id in [json!(7), json!("id/with/slashes"), json!(null)] {
+            for r in &results {
+                assert_eq!(
+                    result_line(&id, &encode(r)),
+                    encode(&result_envelope(&id, r.clone()))
+                );
+            }
+        }
+    }
 }

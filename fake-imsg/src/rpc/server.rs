@@ -2,18 +2,17 @@
 //! bound and runs them on the three lanes (mutation FIFO, read pool of 4, control), then the
 //! EOF sequence of imsg-rpc-v1.md §1.8. Legacy runs every request on one sequential worker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::db::Db;
-use super::errors::{error_envelope, lane_blocked, result_envelope, RpcError};
+use super::db::{remember, Db};
+use super::errors::{error_envelope, lane_blocked, RpcError};
 use super::faults::Faults;
 use super::framing::{parse_line, Parsed, Protocol};
 use super::lanes::{lane, ApiLevel, Lane};
@@ -66,6 +65,8 @@ pub type After = Box<dyn FnOnce() + Send>;
 pub struct Reply {
     pub result: Result<Value, RpcError>,
     pub after: Option<After>,
+    /// `out::encode` of the Ok value when the handler already has it (a memoized read).
+    pub encoded: Option<String>,
 }
 
 impl From<Result<Value, RpcError>> for Reply {
@@ -73,6 +74,21 @@ impl From<Result<Value, RpcError>> for Reply {
         Reply {
             result,
             after: None,
+            encoded: None,
+        }
+    }
+}
+
+impl Reply {
+    /// The reply of a memoizable read, carrying its encoding along.
+    pub fn memoized(result: Result<super::db::Memoized, RpcError>) -> Reply {
+        match result {
+            Ok(m) => Reply {
+                result: Ok(m.value),
+                after: None,
+                encoded: Some(m.encoded),
+            },
+            Err(e) => Reply::from(Err(e)),
         }
     }
 }
@@ -100,7 +116,7 @@ impl Shared {
 
     fn answer(&self, id: &Option<Value>, result: &Result<Value, RpcError>) {
         match (id, result) {
-            (Some(id), Ok(v)) => self.out.respond(&result_envelope(id, v.clone())),
+            (Some(id), Ok(v)) => self.out.respond_result(id, &super::out::encode(v)),
             (Some(id), Err(e)) => self.out.respond(&error_envelope(id, e)),
             // Legacy answers failed notifications with a null id; v1 never answers them.
             (None, Err(e)) if self.protocol == Protocol::Legacy => {
@@ -139,17 +155,23 @@ fn execute(sh: &Arc<Shared>, job: Job, lane: Lane) {
             }
         }
     };
-    if let (Some((key, tag)), Ok(v)) = (&job.memo, &reply.result) {
-        let encoded = super::out::encode(v);
-        sh.memo
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), (*tag, encoded));
+    // A success is encoded once, for both the memo and the response line.
+    let encoded = match (&reply.result, reply.encoded) {
+        (Ok(_), Some(enc)) => Some(enc),
+        (Ok(v), None) if job.id.is_some() || job.memo.is_some() => Some(super::out::encode(v)),
+        _ => None,
+    };
+    if let (Some((key, tag)), Some(enc)) = (&job.memo, &encoded) {
+        let mut memo = sh.memo.lock().unwrap_or_else(|e| e.into_inner());
+        remember(&mut memo, key, *tag, enc.clone());
     }
     if sh.faults.drops(&job.method, nth) {
         tracing::warn!("fault drop_response: not answering {} #{nth}", job.method);
     } else {
-        sh.answer(&job.id, &reply.result);
+        match (&job.id, &encoded) {
+            (Some(id), Some(enc)) => sh.out.respond_result(id, enc),
+            _ => sh.answer(&job.id, &reply.result),
+        }
     }
     if let Some(after) = reply.after {
         after();
@@ -157,16 +179,51 @@ fn execute(sh: &Arc<Shared>, job: Job, lane: Lane) {
     sh.outstanding.fetch_sub(1, Ordering::SeqCst);
 }
 
-fn spawn_worker(sh: &Arc<Shared>, rx: Arc<Mutex<Receiver<Job>>>, lane: Lane) -> JoinHandle<()> {
+/// A lane's FIFO of admitted jobs, shared by the lane's workers. Idle workers wait on the
+/// condition variable, so a job wakes exactly one of them (a `Mutex<Receiver>` pool wakes a
+/// second worker to take the receiver each time the first one leaves with a job).
+#[derive(Default)]
+struct Queue {
+    state: Mutex<(VecDeque<Job>, bool)>,
+    ready: Condvar,
+}
+
+impl Queue {
+    fn push(&self, job: Job) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .push_back(job);
+        self.ready.notify_one();
+    }
+
+    /// No more jobs: workers finish what is queued, then end.
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.ready.notify_all();
+    }
+
+    /// The next job, waiting for one; None once closed and drained.
+    fn pop(&self) -> Option<Job> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(job) = st.0.pop_front() {
+                return Some(job);
+            }
+            if st.1 {
+                return None;
+            }
+            st = self.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+fn spawn_worker(sh: &Arc<Shared>, queue: Arc<Queue>, lane: Lane) -> JoinHandle<()> {
     let sh = sh.clone();
-    std::thread::spawn(move || loop {
-        let job = {
-            let r = rx.lock().unwrap_or_else(|e| e.into_inner());
-            r.recv()
-        };
-        match job {
-            Ok(job) => execute(&sh, job, lane),
-            Err(_) => return,
+    std::thread::spawn(move || {
+        while let Some(job) = queue.pop() {
+            execute(&sh, job, lane);
         }
     })
 }
@@ -174,40 +231,29 @@ fn spawn_worker(sh: &Arc<Shared>, rx: Arc<Mutex<Receiver<Job>>>, lane: Lane) -> 
 /// Serves lines from `input` until EOF; returns the exit status.
 pub fn serve(sh: Arc<Shared>, input: impl BufRead, startup_error: Option<String>) -> i32 {
     let mut workers = Vec::new();
-    let (mut_tx, mut_rx) = channel::<Job>();
-    workers.push(spawn_worker(
-        &sh,
-        Arc::new(Mutex::new(mut_rx)),
-        Lane::Mutation,
-    ));
-    let (read_tx, read_rx) = channel::<Job>();
-    let read_rx = Arc::new(Mutex::new(read_rx));
+    let queues: [Arc<Queue>; 3] = Default::default();
+    let [mutation, read, control] = &queues;
+    workers.push(spawn_worker(&sh, mutation.clone(), Lane::Mutation));
     for _ in 0..4 {
-        workers.push(spawn_worker(&sh, read_rx.clone(), Lane::Read));
+        workers.push(spawn_worker(&sh, read.clone(), Lane::Read));
     }
-    let (ctl_tx, ctl_rx) = channel::<Job>();
-    workers.push(spawn_worker(
-        &sh,
-        Arc::new(Mutex::new(ctl_rx)),
-        Lane::Control,
-    ));
-    let senders: [&Sender<Job>; 3] = [&mut_tx, &read_tx, &ctl_tx];
+    workers.push(spawn_worker(&sh, control.clone(), Lane::Control));
 
     read_loop(&sh, input, startup_error.as_deref(), |job, l| {
-        let idx = match l {
-            Lane::Mutation => 0,
-            Lane::Read => 1,
-            Lane::Control => 2,
+        let q = match l {
+            Lane::Mutation => mutation,
+            Lane::Read => read,
+            Lane::Control => control,
         };
-        let _ = senders[idx].send(job);
+        q.push(job);
     });
 
     // EOF: stop admitting, end every subscription silently, drain the lanes, flush.
     sh.shutting_down.store(true, Ordering::SeqCst);
     sh.watch.cancel_all();
-    drop(mut_tx);
-    drop(read_tx);
-    drop(ctl_tx);
+    for q in &queues {
+        q.close();
+    }
     for w in workers {
         let _ = w.join();
     }

@@ -293,6 +293,7 @@ fn start(sh: &Arc<Shared>, spec: &mut Spec, since: Option<i64>, cap: usize) -> R
     Reply {
         result: Ok(result),
         after: Some(after),
+        encoded: None,
     }
 }
 
