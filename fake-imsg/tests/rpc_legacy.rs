@@ -281,3 +281,25 @@ fn legacy_startup_error_server() {
     assert_eq!(code, 1);
     assert!(rest.is_empty());
 }
+
+#[test]
+fn legacy_answers_a_subscribe_that_arrives_right_before_eof() {
+    // imsg 0.9 reads the next line only after answering the previous one, so a subscribe
+    // followed by EOF is answered like any other (v1 instead refuses it as shutting down).
+    let f = Fixture::new();
+    let faults = f.faults("{delay_ms: {method: 'chats.list', ms: 300}}");
+    let mut rpc = Rpc::start(
+        &f.db,
+        &["--protocol", "legacy", "--faults", faults.to_str().unwrap()],
+    );
+    rpc.send(&json!({"jsonrpc":"2.0","id":"slow","method":"chats.list","params":{"limit":1}}));
+    rpc.send(&json!({"jsonrpc":"2.0","id":"sub","method":"watch.subscribe","params":{}}));
+    let (code, rest) = rpc.finish();
+    assert_eq!(code, 0);
+    let ids: Vec<&Value> = rest.iter().map(|v| &v["id"]).collect();
+    assert_eq!(ids, vec![&json!("slow"), &json!("sub")], "in input order");
+    assert_eq!(
+        rest[1],
+        json!({"jsonrpc": "2.0", "id": "sub", "result": {"subscription": 1}})
+    );
+}

@@ -221,23 +221,7 @@ pub fn send_v1(sh: &Shared, params: &Map<String, Value>) -> R {
         }
     }
     if transport == "bridge" {
-        let has_chat = match &target {
-            Target::To(h) => sh
-                .db
-                .with(|w| {
-                    w.direct_chat_for_handle(h, &services_for(&service))
-                        .ok()
-                        .flatten()
-                        .is_some()
-                })
-                .unwrap_or(false),
-            _ => true,
-        };
-        if !has_chat {
-            return Err(RpcError::invalid_params(
-                "bridge transport requires an existing chat target",
-            ));
-        }
+        require_bridge_chat(sh, &target, &service)?;
         return Err(RpcError::not_started(
             "bridge_v2",
             "send",
@@ -281,23 +265,7 @@ pub fn send_legacy(sh: &Shared, params: &Map<String, Value>) -> R {
     }
     check_chat_legacy(sh, &target)?;
     if transport == "bridge" {
-        let has_chat = match &target {
-            Target::To(h) => sh
-                .db
-                .with(|w| {
-                    w.direct_chat_for_handle(h, &services_for(&service))
-                        .ok()
-                        .flatten()
-                        .is_some()
-                })
-                .unwrap_or(false),
-            _ => true,
-        };
-        if !has_chat {
-            return Err(RpcError::invalid_params(
-                "bridge transport requires an existing chat target",
-            ));
-        }
+        require_bridge_chat(sh, &target, &service)?;
         return Err(RpcError::internal(SIP_TEXT));
     }
     let req = SendReq {
@@ -654,6 +622,30 @@ fn normalize_tapback(raw: &str) -> Option<String> {
     } else {
         name.to_string()
     })
+}
+
+/// `transport: "bridge"` needs a chat the bridge could address: any chat selector, or an
+/// existing direct chat for `to` (both levels refuse alike before the bridge is tried).
+fn require_bridge_chat(sh: &Shared, target: &Target, service: &str) -> Result<(), RpcError> {
+    let has_chat = match target {
+        Target::To(h) => sh
+            .db
+            .with(|w| {
+                w.direct_chat_for_handle(h, &services_for(service))
+                    .ok()
+                    .flatten()
+                    .is_some()
+            })
+            .unwrap_or(false),
+        _ => true,
+    };
+    if has_chat {
+        Ok(())
+    } else {
+        Err(RpcError::invalid_params(
+            "bridge transport requires an existing chat target",
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -253,7 +253,10 @@ pub fn subscribe_legacy(sh: &Arc<Shared>, params: &Map<String, Value>) -> Reply 
 }
 
 fn start(sh: &Arc<Shared>, spec: &mut Spec, since: Option<i64>, cap: usize) -> Reply {
-    if sh.shutting_down.load(Ordering::SeqCst) {
+    // v1 §1.8: a subscribe still queued at EOF is refused. Legacy imsg reads a line only after
+    // answering the previous one, so it answers such a subscribe normally (the subscription is
+    // then cancelled silently with the rest), and it has no -32000 at all.
+    if sh.protocol == Protocol::V1 && sh.shutting_down.load(Ordering::SeqCst) {
         return Err(RpcError::busy("server is shutting down")).into();
     }
     let world = match sh.db.open_own() {
