@@ -303,3 +303,126 @@ fn legacy_answers_a_subscribe_that_arrives_right_before_eof() {
         json!({"jsonrpc": "2.0", "id": "sub", "result": {"subscription": 1}})
     );
 }
+
+/// imsg-rpc.md §7.5: "File-only sends are not verified and return at once" — the example
+/// `{"chat_id":1,"file":"/tmp/a.png"}` answers `{"ok":true,"transport":"applescript"}`.
+#[test]
+fn legacy_file_only_send_is_not_verified() {
+    let f = Fixture::new();
+    let mut rpc = Rpc::legacy(&f.db);
+    let file = f.path("a.png");
+    std::fs::write(&file, b"png").unwrap();
+    assert_eq!(
+        rpc.ok("send", json!({"chat_id": 1, "file": file})),
+        json!({"ok": true, "transport": "applescript"})
+    );
+    assert_eq!(
+        rpc.ok("send", json!({"to": "+14155551212", "file": file})),
+        json!({"ok": true, "transport": "applescript"})
+    );
+    // A text send is verified: `id` (and `guid`) of the row it found.
+    let r = rpc.ok("send", json!({"chat_id": 1, "text": "hi"}));
+    let sent = f.world().sent(0).unwrap();
+    assert_eq!(r["id"], json!(sent.last().unwrap().id));
+}
+
+/// imsg-rpc.md §7.1 / §13.12: chat identifier, guid, name, service and participants are
+/// cached for the life of the process, in `chats.list` and in message payloads; a rename is
+/// not seen until restart, while `last_message_at` stays fresh.
+#[test]
+fn legacy_chat_info_is_cached_for_the_process() {
+    let f = Fixture::new();
+    let mut rpc = Rpc::legacy(&f.db);
+    let before = rpc.ok("chats.list", json!({"limit": 10}));
+    let trip = |v: &Value| {
+        v["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == 2)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(trip(&before)["name"], "Trip");
+    rpc.ok("watch.subscribe", json!({"debounce_ms": 0}));
+    let conn = rusqlite::Connection::open(&f.db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    conn.execute(
+        "UPDATE chat SET display_name = 'Renamed' WHERE ROWID = 2",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    say(&f.world(), 2, CAROL, "after the rename");
+    let n = rpc.notification();
+    assert_eq!(n["params"]["message"]["text"], "after the rename");
+    assert_eq!(n["params"]["message"]["chat_name"], "Trip");
+    let after = rpc.ok("chats.list", json!({"limit": 10}));
+    assert_eq!(trip(&after)["name"], "Trip");
+    assert_ne!(
+        trip(&after)["last_message_at"],
+        trip(&before)["last_message_at"],
+        "last_message_at is always fresh"
+    );
+    let h = rpc.ok("messages.history", json!({"chat_id": 2, "limit": 1}));
+    assert_eq!(h["messages"][0]["chat_name"], "Trip");
+}
+
+/// imsg-rpc.md §6.4 / §13.10: a row with no chat join reports `chat_id` 0 and empty chat
+/// fields (`chat_identifier`/`chat_guid`/`chat_name` `""`, `participants` `[]`).
+#[test]
+fn legacy_watch_emits_unjoined_rows_with_chat_id_0() {
+    let f = Fixture::new();
+    let mut rpc = Rpc::legacy(&f.db);
+    assert_eq!(
+        rpc.ok("watch.subscribe", json!({"debounce_ms": 0})),
+        json!({"subscription": 1})
+    );
+    f.world()
+        .inject(&fake_imsg::world::InjectSpec {
+            chat_id: Some(1),
+            new_chat: None,
+            from: ALICE.into(),
+            text: "no join yet".into(),
+            attachments: vec![],
+            reaction: None,
+            reply_to_guid: None,
+            is_from_me: false,
+            date: None,
+            unjoined: true,
+        })
+        .unwrap();
+    let m = rpc.notification()["params"]["message"].clone();
+    assert_eq!(m["text"], "no join yet");
+    assert_eq!(m["chat_id"], 0);
+    assert_eq!(m["chat_identifier"], "");
+    assert_eq!(m["chat_guid"], "");
+    assert_eq!(m["chat_name"], "");
+    assert_eq!(m["participants"], json!([]));
+    assert_eq!(m["is_group"], false);
+}
+
+/// imsg-rpc.md §7.3 / §13.9: each poll fetches at most 100 rows; a larger backlog is drained
+/// one batch per trigger (file event or the 5 s fallback poll).
+#[test]
+fn legacy_watch_replays_100_rows_per_trigger() {
+    let f = Fixture::new();
+    let w = f.world();
+    for i in 0..110 {
+        say(&w, 1, ALICE, &format!("backlog {i}"));
+    }
+    let mut rpc = Rpc::legacy(&f.db);
+    rpc.ok("watch.subscribe", json!({"since_rowid": -1}));
+    let ids: Vec<i64> = (0..100)
+        .map(|_| {
+            rpc.notification()["params"]["message"]["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, (1..=100).collect::<Vec<i64>>());
+    assert!(rpc.quiet_for(1000), "the rest waits for the next trigger");
+    // The fallback poll (5 s) brings the next batch.
+    assert_eq!(rpc.notification()["params"]["message"]["id"], 101);
+}

@@ -272,3 +272,30 @@ fn typing_and_read() {
         assert_eq!(rpc.err(m, p.clone()), invalid(data), "{m} {p}");
     }
 }
+
+/// imsg-rpc-v1.md §4.8: AppleScript text sends "(and attachment-only chat sends)" are
+/// verified; `id`/`guid`/`message_id` appear "only when verified", so an attachment-only
+/// direct (`to`) send reports no row.
+#[test]
+fn attachment_only_direct_send_reports_no_row() {
+    let f = Fixture::new();
+    let mut rpc = Rpc::v1(&f.db);
+    let file = f.path("a.png");
+    std::fs::write(&file, b"png").unwrap();
+    let r = rpc.ok("send", json!({"to": ALICE, "file": file}));
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["transport"], "applescript");
+    for k in ["id", "guid", "message_id"] {
+        assert!(r.get(k).is_none(), "unverified send has no {k}: {r}");
+    }
+    let r = rpc.ok("send", json!({"chat_id": 1, "file": file}));
+    let sent = f.world().sent(0).unwrap();
+    let row = sent.last().unwrap();
+    assert_eq!(
+        r["id"],
+        json!(row.id),
+        "attachment-only chat sends are verified"
+    );
+    assert_eq!(r["guid"], json!(row.guid));
+    assert_eq!(r["message_id"], json!(row.guid));
+}

@@ -754,3 +754,128 @@ fn replaced_database_rotates_new_requests() {
     std::fs::remove_file(&f.db).unwrap();
     assert_eq!(rpc.err("chats.list", json!({}))["code"], -32002);
 }
+
+/// imsg-rpc-v1.md §5.2: `unread_count` is "omitted on schemas without read state" (and
+/// §4.1: `unread_only` is then refused; §3: `features.unread_state` false).
+#[test]
+fn unread_count_is_omitted_without_read_state() {
+    let f = Fixture::new();
+    {
+        let mut rpc = Rpc::v1(&f.db);
+        let chats = rpc.ok("chats.list", json!({}));
+        assert!(chats["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["unread_count"].is_i64()));
+    }
+    let conn = rusqlite::Connection::open(&f.db).unwrap();
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%is_read%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    for i in indexes {
+        conn.execute(&format!("DROP INDEX {i}"), []).unwrap();
+    }
+    conn.execute("ALTER TABLE message DROP COLUMN is_read", [])
+        .unwrap();
+    drop(conn);
+    let mut rpc = Rpc::v1(&f.db);
+    assert_eq!(
+        rpc.ok("status", json!({}))["database"]["features"]["unread_state"],
+        false
+    );
+    let chats = rpc.ok("chats.list", json!({}));
+    let chats = chats["chats"].as_array().unwrap();
+    assert_eq!(chats.len(), 2);
+    for c in chats {
+        assert!(c.get("unread_count").is_none(), "{c}");
+    }
+    assert_eq!(
+        rpc.err("chats.list", json!({"unread_only": true})),
+        json!({"code": -32602, "message": "Invalid params",
+               "data": "unread_only is unavailable because this Messages database has no read-state column"})
+    );
+}
+
+/// The §4.4 vectors, literally: 502 equal-timestamp rows; interleaved chats (odd rows chat 1,
+/// even rows chat 2); `since_rowid` 999 on a small database.
+#[test]
+fn messages_after_spec_vectors() {
+    fn page(r: &Value) -> (Vec<i64>, Value, Value) {
+        let ids = r["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_i64().unwrap())
+            .collect();
+        (ids, r["next_rowid"].clone(), r["has_more"].clone())
+    }
+    let f = Fixture::empty();
+    let w = fake_imsg::world::World::create(&f.db).unwrap();
+    let at = fake_imsg::world::dates::parse_iso8601("2026-01-15T18:00:00Z");
+    let mut spec = fake_imsg::world::InjectSpec {
+        chat_id: None,
+        new_chat: Some(fake_imsg::world::NewChat {
+            group: false,
+            display_name: None,
+            participants: vec![ALICE.into()],
+            service: "iMessage".into(),
+        }),
+        from: ALICE.into(),
+        text: "same instant".into(),
+        attachments: vec![],
+        reaction: None,
+        reply_to_guid: None,
+        is_from_me: false,
+        date: at,
+        unjoined: false,
+    };
+    let first = w.inject(&spec).unwrap();
+    spec.new_chat = None;
+    spec.chat_id = first.chat_id;
+    for _ in 1..502 {
+        w.inject(&spec).unwrap();
+    }
+    let mut rpc = Rpc::v1(&f.db);
+    let r = rpc.ok("messages.after", json!({"since_rowid": 0, "limit": 500}));
+    assert_eq!(page(&r), ((1..=500).collect(), json!(500), json!(true)));
+    let r = rpc.ok("messages.after", json!({"since_rowid": 500, "limit": 500}));
+    assert_eq!(page(&r), (vec![501, 502], json!(502), json!(false)));
+
+    let f = Fixture::empty();
+    let w = fake_imsg::world::World::create(&f.db).unwrap();
+    inject(
+        &w,
+        None,
+        Some((false, vec![ALICE.into()], None)),
+        ALICE,
+        "r1",
+    );
+    inject(&w, None, Some((false, vec![BOB.into()], None)), BOB, "r2");
+    for i in 3..=6 {
+        if i % 2 == 1 {
+            say(&w, 1, ALICE, &format!("r{i}"));
+        } else {
+            say(&w, 2, BOB, &format!("r{i}"));
+        }
+    }
+    let mut rpc = Rpc::v1(&f.db);
+    let r = rpc.ok(
+        "messages.after",
+        json!({"since_rowid": 0, "chat_id": 2, "limit": 2}),
+    );
+    assert_eq!(page(&r), (vec![2, 4], json!(4), json!(true)));
+    let r = rpc.ok(
+        "messages.after",
+        json!({"since_rowid": 4, "chat_id": 2, "limit": 2}),
+    );
+    assert_eq!(page(&r), (vec![6], json!(6), json!(false)));
+    assert_eq!(
+        rpc.ok("messages.after", json!({"since_rowid": 999})),
+        json!({"messages": [], "next_rowid": 999, "has_more": false})
+    );
+}

@@ -108,7 +108,18 @@ pub fn chats_list(sh: &Shared, params: &Map<String, Value>) -> Result<Memoized, 
             ));
         }
         let chats = w.chats(limit as usize, unread_only).map_err(wrap)?;
-        let list: Vec<Value> = chats.iter().map(|c| chat_json(c, Level::V1)).collect();
+        // imsg-rpc-v1.md §5.2: `unread_count` is omitted on schemas without read state.
+        let read_state = w.has_read_state();
+        let list: Vec<Value> = chats
+            .iter()
+            .map(|c| {
+                let mut v = chat_json(c, Level::V1);
+                if let (false, Some(o)) = (read_state, v.as_object_mut()) {
+                    o.remove("unread_count");
+                }
+                v
+            })
+            .collect();
         Ok(chats_result(list))
     })
 }
@@ -174,6 +185,7 @@ pub fn messages_history(sh: &Shared, params: &Map<String, Value>) -> R {
     p.bool(&["convert_attachments"])?;
     sh.db.run(|w| {
         history(
+            sh,
             w,
             Level::V1,
             HistoryQuery {
@@ -189,10 +201,10 @@ pub fn messages_history(sh: &Shared, params: &Map<String, Value>) -> R {
 }
 
 /// Shared by both levels: newest first, reactions always filled.
-pub fn history(w: &World, level: Level, q: HistoryQuery, attachments: bool) -> R {
+pub fn history(sh: &Shared, w: &World, level: Level, q: HistoryQuery, attachments: bool) -> R {
     let chat_id = q.chat_id;
     let rows = w.history(&q).map_err(wrap)?;
-    let chat = w.chat(chat_id).map_err(wrap)?;
+    let chat = w.chat(chat_id).map_err(wrap)?.map(|c| sh.describe_chat(c));
     let opts = MessageOpts {
         attachments,
         include_reactions: true,

@@ -213,7 +213,10 @@ fn dispatch_legacy(sh: &Arc<Shared>, method: &str, params: &Map<String, Value>) 
                 let chats = w
                     .chats(limit, false)
                     .map_err(|e| RpcError::internal(e.to_string()))?;
-                let list: Vec<Value> = chats.iter().map(|c| chat_json(c, Level::Legacy)).collect();
+                let list: Vec<Value> = chats
+                    .into_iter()
+                    .map(|c| chat_json(&sh.describe_chat(c), Level::Legacy))
+                    .collect();
                 Ok(methods::chats_result(list))
             }));
         }
@@ -251,5 +254,5 @@ fn legacy_history(sh: &Shared, p: &Lenient) -> Result<Value, RpcError> {
     };
     let attachments = p.bool(&["attachments"]).unwrap_or(false);
     sh.db
-        .run(|w| methods::history(w, Level::Legacy, q, attachments))
+        .run(|w| methods::history(sh, w, Level::Legacy, q, attachments))
 }

@@ -416,12 +416,20 @@ fn perform(sh: &Shared, req: SendReq) -> R {
             Protocol::Legacy => RpcError::internal(format!("AppleScript failed: {detail}")),
         });
     }
-    let mut v = json!({"ok": true, "transport": "applescript", "id": row.id});
-    if !row.guid.is_empty() {
-        v["guid"] = json!(row.guid);
+    // Only verified sends report the row. imsg verifies text sends; v1 also verifies
+    // attachment-only chat sends (imsg-rpc-v1.md §4.8), 0.9 never verifies file-only sends
+    // (imsg-rpc.md §7.5).
+    let verified = !req.text.is_empty()
+        || (sh.protocol == Protocol::V1 && !matches!(req.target, Target::To(_)));
+    let mut v = json!({"ok": true, "transport": "applescript"});
+    if verified {
+        v["id"] = json!(row.id);
+        if !row.guid.is_empty() {
+            v["guid"] = json!(row.guid);
+        }
     }
     if sh.protocol == Protocol::V1 {
-        if !row.guid.is_empty() {
+        if verified && !row.guid.is_empty() {
             v["message_id"] = json!(row.guid);
         }
         if !chat.guid.is_empty() {

@@ -18,6 +18,7 @@ use super::framing::{parse_line, Parsed, Protocol};
 use super::lanes::{lane, ApiLevel, Lane};
 use super::out::Out;
 use super::watch::Registry;
+use crate::world::ChatRow;
 
 /// The outstanding request bound of §1.7.
 pub const MAX_OUTSTANDING: usize = 128;
@@ -44,6 +45,9 @@ pub struct Shared {
     /// Encoded results of repeatable reads, tagged with the reader thread's database version
     /// at admission (the worker's answer is at least that fresh).
     memo: Mutex<HashMap<String, (MemoTag, String)>>,
+    /// Legacy only: chat identity (identifier, guid, name, service, participants) as first
+    /// seen, kept for the process lifetime like imsg 0.9 (imsg-rpc.md §7.1).
+    legacy_chats: Mutex<HashMap<i64, ChatRow>>,
 }
 
 /// File identity and the reader thread's `data_version`.
@@ -111,6 +115,32 @@ impl Shared {
             startup_max_rowid,
             first_seen: Mutex::new(HashMap::new()),
             memo: Mutex::new(HashMap::new()),
+            legacy_chats: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The chat as the protocol describes it. Legacy (imsg-rpc.md §7.1) caches identifier,
+    /// guid, display name, service and participants for the life of the process, in
+    /// `chats.list` and in message payloads alike; `last_message_at` stays fresh. A chat
+    /// that is not found is not cached. v1 returns `fresh` unchanged.
+    pub fn describe_chat(&self, fresh: ChatRow) -> ChatRow {
+        if self.protocol != Protocol::Legacy {
+            return fresh;
+        }
+        let mut cache = self.legacy_chats.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.get(&fresh.id) {
+            Some(c) => ChatRow {
+                identifier: c.identifier.clone(),
+                guid: c.guid.clone(),
+                display_name: c.display_name.clone(),
+                service: c.service.clone(),
+                participants: c.participants.clone(),
+                ..fresh
+            },
+            None => {
+                cache.insert(fresh.id, fresh.clone());
+                fresh
+            }
         }
     }
 

@@ -464,7 +464,13 @@ impl Watcher {
             };
             let full = rows.len() == page;
             for row in rows {
-                let Some(chat) = self.chat_of(&row) else {
+                // imsg 0.9 emits a row with no chat join at once, as chat_id 0 (imsg-rpc.md
+                // §6.4); the retry-then-drop rule is 0.10.0+.
+                let chat = match self.chat_of(&row) {
+                    None if self.spec.level == Level::Legacy => Some(0),
+                    c => c,
+                };
+                let Some(chat) = chat else {
                     let tries = match self.unjoined {
                         Some((id, n)) if id == row.id => n + 1,
                         _ => 1,
@@ -508,7 +514,9 @@ impl Watcher {
                 last_accepted = Some(row.id);
                 self.spec.cursor = row.id;
             }
-            if !full {
+            // imsg 0.9 fetches one batch of 100 per trigger; the rest of a backlog waits for
+            // the next file event or the 5 s fallback poll (imsg-rpc.md §7.3).
+            if !full || self.spec.level == Level::Legacy {
                 return self.finish(accepted);
             }
         }
@@ -523,13 +531,18 @@ impl Watcher {
     }
 
     fn payload(&mut self, row: &MessageRow, chat: i64) -> Value {
-        if !self.chats.contains_key(&chat) || self.spec.level == Level::V1 {
+        if self.spec.level == Level::V1 {
             if let Ok(Some(c)) = self.world.chat(chat) {
                 self.chats.insert(chat, c);
             }
+        } else if chat != 0 && !self.chats.contains_key(&chat) {
+            // Legacy: the process-wide chat cache decides the chat fields.
+            if let Ok(Some(c)) = self.world.chat(chat) {
+                self.chats.insert(chat, self.sh.describe_chat(c));
+            }
         }
         let mut row = row.clone();
-        row.chat_id = Some(chat);
+        row.chat_id = (chat != 0).then_some(chat);
         let opts = MessageOpts {
             attachments: self.spec.attachments,
             include_reactions: self.spec.include_reactions,
