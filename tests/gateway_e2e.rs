@@ -80,11 +80,12 @@ impl E2e {
             .unwrap())
     }
 
-    fn fake(&self, args: &[&str]) -> Output {
+    /// Runs a `fake-imsg` world command on the world at `db`.
+    fn fake_on(&self, db: &Path, args: &[&str]) -> Output {
         let out = Command::new(&self.fake)
             .args(args)
             .arg("--db")
-            .arg(self.path("world.db"))
+            .arg(db)
             .output()
             .unwrap();
         assert!(
@@ -96,25 +97,41 @@ impl E2e {
     }
 
     fn inject(&self, text: &str) -> Value {
-        let out = self.fake(&[
-            "inject",
-            "--chat-id",
-            "1",
-            "--from",
-            "+15551234567",
-            "--text",
-            text,
-        ]);
+        self.inject_into(&self.path("world.db"), text)
+    }
+
+    /// A DM from +15551234567 in chat 1 of the world at `db`.
+    fn inject_into(&self, db: &Path, text: &str) -> Value {
+        let out = self.fake_on(
+            db,
+            &[
+                "inject",
+                "--chat-id",
+                "1",
+                "--from",
+                "+15551234567",
+                "--text",
+                text,
+            ],
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// Echo replies the gateway sent: (chat_id, text).
     fn replies(&self) -> Vec<(i64, String)> {
-        let out = self.fake(&["sent"]);
+        self.sent_in(&self.path("world.db"))
+            .into_iter()
+            .filter(|(_, text)| text.starts_with("echo: "))
+            .collect()
+    }
+
+    /// Non-empty `sent` rows of the world at `db`: (chat_id, text).
+    fn sent_in(&self, db: &Path) -> Vec<(i64, String)> {
+        let out = self.fake_on(db, &["sent"]);
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|m| m["text"].as_str().unwrap_or("").starts_with("echo: "))
+            .filter(|m| !m["text"].as_str().unwrap_or("").is_empty())
             .map(|m| {
                 (
                     m["chat_id"].as_i64().unwrap(),
@@ -199,34 +216,14 @@ fn echo_and_restart(protocol: &'static str) {
     );
 }
 
-/// `sent` rows of one world: (chat_id, text).
-fn sent_in(fake: &Path, db: &Path) -> Vec<(i64, String)> {
-    let out = Command::new(fake)
-        .args(["sent", "--db"])
-        .arg(db)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|m| !m["text"].as_str().unwrap_or("").is_empty())
-        .map(|m| {
-            (
-                m["chat_id"].as_i64().unwrap(),
-                m["text"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn two_accounts_each_run_their_own_imsg_and_answer_only_their_own_world() {
     let e = E2e::new("v1");
     let home = e.path("world.db");
     let work = e.path("work.db");
     fake_imsg::world::World::build_from_scenario_str(WORLD, &work).expect("second world");
-    let before_home = sent_in(&e.fake, &home).len();
-    let before_work = sent_in(&e.fake, &work).len();
+    let before_home = e.sent_in(&home).len();
+    let before_work = e.sent_in(&work).len();
     fs::write(
         e.path("config.json5"),
         format!(
@@ -245,36 +242,20 @@ fn two_accounts_each_run_their_own_imsg_and_answer_only_their_own_world() {
         let log = fs::read_to_string(e.path("gateway.log")).unwrap_or_default();
         log.matches("watching").count() >= 2
     });
-    for (db, text) in [(&home, "hi home"), (&work, "hi work")] {
-        let out = Command::new(&e.fake)
-            .args([
-                "inject",
-                "--chat-id",
-                "1",
-                "--from",
-                "+15551234567",
-                "--text",
-                text,
-                "--db",
-            ])
-            .arg(db)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
+    e.inject_into(&home, "hi home");
+    e.inject_into(&work, "hi work");
     e.wait_for("a reply in each world", || {
-        sent_in(&e.fake, &home).len() > before_home
-            && sent_in(&e.fake, &work).len() > before_work + 1
+        e.sent_in(&home).len() > before_home && e.sent_in(&work).len() > before_work + 1
     });
     stop(gw);
     // Each account answered in its own world, with its own settings: work chunks at 8 chars,
     // breaking at the last whitespace inside the 8-char window "echo: hi".
     assert_eq!(
-        sent_in(&e.fake, &home)[before_home..].to_vec(),
+        e.sent_in(&home)[before_home..].to_vec(),
         vec![(1, "echo: hi home".to_string())]
     );
     assert_eq!(
-        sent_in(&e.fake, &work)[before_work..].to_vec(),
+        e.sent_in(&work)[before_work..].to_vec(),
         vec![(1, "echo:".to_string()), (1, "hi work".to_string())]
     );
     let pids = fs::read_to_string(e.path("gateway.log")).unwrap();
