@@ -91,12 +91,7 @@ fn spec(chat_id: Option<i64>, new_chat: Option<NewChat>, from: &str, text: &str)
         new_chat,
         from: from.into(),
         text: text.into(),
-        attachments: vec![],
-        reaction: None,
-        reply_to_guid: None,
-        is_from_me: false,
-        date: None,
-        unjoined: false,
+        ..Default::default()
     }
 }
 

@@ -382,15 +382,10 @@ fn legacy_watch_emits_unjoined_rows_with_chat_id_0() {
     f.world()
         .inject(&fake_imsg::world::InjectSpec {
             chat_id: Some(1),
-            new_chat: None,
             from: ALICE.into(),
             text: "no join yet".into(),
-            attachments: vec![],
-            reaction: None,
-            reply_to_guid: None,
-            is_from_me: false,
-            date: None,
             unjoined: true,
+            ..Default::default()
         })
         .unwrap();
     let m = rpc.notification()["params"]["message"].clone();

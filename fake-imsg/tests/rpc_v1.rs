@@ -818,7 +818,6 @@ fn messages_after_spec_vectors() {
     let w = fake_imsg::world::World::create(&f.db).unwrap();
     let at = fake_imsg::world::dates::parse_iso8601("2026-01-15T18:00:00Z");
     let mut spec = fake_imsg::world::InjectSpec {
-        chat_id: None,
         new_chat: Some(fake_imsg::world::NewChat {
             group: false,
             display_name: None,
@@ -827,12 +826,8 @@ fn messages_after_spec_vectors() {
         }),
         from: ALICE.into(),
         text: "same instant".into(),
-        attachments: vec![],
-        reaction: None,
-        reply_to_guid: None,
-        is_from_me: false,
         date: at,
-        unjoined: false,
+        ..Default::default()
     };
     let first = w.inject(&spec).unwrap();
     spec.new_chat = None;

@@ -129,28 +129,18 @@ fn filters_reactions_attachments_and_own_sends() {
     let target = say(&w, 1, ALICE, "to react to");
     w.inject(&InjectSpec {
         chat_id: Some(1),
-        new_chat: None,
         from: ALICE.into(),
         text: String::new(),
         attachments: vec![file.clone()],
-        reaction: None,
-        reply_to_guid: None,
-        is_from_me: false,
-        date: None,
-        unjoined: false,
+        ..Default::default()
     })
     .unwrap();
     w.inject(&InjectSpec {
         chat_id: Some(1),
-        new_chat: None,
         from: ALICE.into(),
         text: String::new(),
-        attachments: vec![],
         reaction: Some(("love".into(), target.guid.clone())),
-        reply_to_guid: None,
-        is_from_me: false,
-        date: None,
-        unjoined: false,
+        ..Default::default()
     })
     .unwrap();
     say(&w, 2, CAROL, "carol in group");
@@ -278,15 +268,10 @@ fn unjoined_rows_wait_then_release_in_order() {
     let ghost = w
         .inject(&InjectSpec {
             chat_id: Some(1),
-            new_chat: None,
             from: ALICE.into(),
             text: "late join".into(),
-            attachments: vec![],
-            reaction: None,
-            reply_to_guid: None,
-            is_from_me: false,
-            date: None,
             unjoined: true,
+            ..Default::default()
         })
         .unwrap();
     say(&w, 2, BOB, "behind it");
@@ -312,15 +297,10 @@ fn unjoined_row_is_dropped_after_retries() {
     let w = f.world();
     w.inject(&InjectSpec {
         chat_id: Some(1),
-        new_chat: None,
         from: ALICE.into(),
         text: "never joined".into(),
-        attachments: vec![],
-        reaction: None,
-        reply_to_guid: None,
-        is_from_me: false,
-        date: None,
         unjoined: true,
+        ..Default::default()
     })
     .unwrap();
     say(&w, 1, ALICE, "released");

@@ -84,12 +84,7 @@ pub fn inject(
         }),
         from: from.into(),
         text: text.into(),
-        attachments: vec![],
-        reaction: None,
-        reply_to_guid: None,
-        is_from_me: false,
-        date: None,
-        unjoined: false,
+        ..Default::default()
     })
     .unwrap()
 }
