@@ -1,28 +1,43 @@
-//! The running gateway: per account, a supervised `imsg rpc` child feeding one ordered ingest
+//! The running gateway: per account, a supervised imsg connection feeding one ordered ingest
 //! loop (parse → journal check → skips and echo guard → access → route → journal `received` and
-//! advance the cursor), then per-session workers (agent → plan → send each chunk → journal
-//! `answered`). Messages of one session are answered strictly in order; sessions run
-//! concurrently, bounded by `agent.maxConcurrency`.
+//! advance the cursor), then per-session workers (agent → plan → journal the plan as
+//! `answering` → send each chunk, journaling each acknowledgement → `answered`). Messages of
+//! one session are answered strictly in order; sessions run concurrently, bounded by
+//! `agent.maxConcurrency` (the permit covers the agent only, never a wait for imsg).
+//!
+//! Nothing is given up while it can still be delivered (DESIGN decision 10): a chunk that never
+//! reached imsg waits for the next connection, however long imsg is away; a chunk whose
+//! outcome is unknown because the connection died under it, or because the gateway itself
+//! died, is looked up in the chat's history before it is sent again. Only `-32001` and a
+//! refusal that will not change are final, each logged with why.
 //!
 //! Never answering twice rests on the journal: a GUID is journaled before its cursor moves,
-//! final states are never reopened, and a message found mid-send after a crash is marked
-//! failed instead of being sent again.
+//! final states are never reopened, and the chunks already acknowledged are never resent.
+//! The store runs on the blocking pool ([`Db`]), so SQLite never stalls the runtime, and a
+//! busy database is waited for rather than fatal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::access::{self, Decision};
 use crate::agent::{Agent, Envelope};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountConfig, Config};
-use crate::imsg::supervisor::{self, wait_connected, CursorFn};
-use crate::imsg::{sanitize_params, ConnectionSlot, SpawnSpec, SupervisorEvent, SupervisorOptions};
+use crate::imsg::client::{DATABASE_UNAVAILABLE, DELIVERY_OUTCOME_UNKNOWN, MUTATION_LANE_BLOCKED};
+use crate::imsg::supervisor;
+use crate::imsg::{
+    sanitize_params, Connection, ConnectionSlot, Connector, ProcessConnector, RpcError,
+    SpawnSpec, SupervisorEvent, SupervisorOptions,
+};
 use crate::inbound::{self, EchoGuard, InboundMessage, SkipReason};
 use crate::routing::{self, ReplyTarget};
-use crate::state::{Inbound, JournalStatus, Store};
+use crate::state::{DirLock, HealthEvent, Inbound, JournalEntry, JournalStatus, StateError, Store};
 
 /// Run-time knobs that are not in the config file (tests shrink them).
 #[derive(Debug, Clone)]
@@ -32,10 +47,13 @@ pub struct GatewayOptions {
     pub healthy_after: Duration,
     pub health_interval: Duration,
     pub request_timeout: Duration,
-    /// How long a reply waits for imsg to be (re)connected before it is given up.
-    pub send_wait: Duration,
     /// DESIGN decision 6: how long a sent text is remembered to recognise its mirror.
     pub echo_window_ms: u64,
+    /// Backoff of a send imsg asked us to retry (busy, database unavailable).
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// The wall clock (the echo window); timers are tokio's.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for GatewayOptions {
@@ -46,15 +64,18 @@ impl Default for GatewayOptions {
             healthy_after: Duration::from_secs(60),
             health_interval: Duration::from_secs(30),
             request_timeout: crate::imsg::DEFAULT_TIMEOUT,
-            send_wait: Duration::from_secs(60),
             echo_window_ms: 10_000,
+            retry_initial: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            clock: Arc::new(SystemClock),
         }
     }
 }
 
 impl GatewayOptions {
     /// Defaults, overridden by `IMSG_GATEWAY_BACKOFF_MS`, `IMSG_GATEWAY_BACKOFF_MAX_MS` and
-    /// `IMSG_GATEWAY_HEALTH_INTERVAL_MS`, `IMSG_GATEWAY_REQUEST_TIMEOUT_MS` (for test harnesses).
+    /// `IMSG_GATEWAY_HEALTH_INTERVAL_MS`, `IMSG_GATEWAY_REQUEST_TIMEOUT_MS` (for the
+    /// out-of-process test harnesses; in-process tests set the fields directly).
     pub fn from_env() -> Self {
         let mut o = GatewayOptions::default();
         let ms = |k: &str| {
@@ -79,24 +100,99 @@ impl GatewayOptions {
     }
 }
 
-/// How long handled GUIDs are remembered.
-const JOURNAL_KEEP_DAYS: i64 = 30;
+/// Opens an account's imsg: a child process in production, an in-memory imsg in tests.
+pub type ConnectorFor = Arc<dyn Fn(&AccountConfig, &GatewayOptions) -> Arc<dyn Connector> + Send + Sync>;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// `<cliPath> rpc [--db <dbPath>]` per connection.
+pub fn process_connector() -> ConnectorFor {
+    Arc::new(|account: &AccountConfig, opts: &GatewayOptions| {
+        Arc::new(ProcessConnector {
+            spec: SpawnSpec {
+                cli_path: account.cli_path.clone(),
+                db_path: account.db_path.clone(),
+                label: account.id.clone(),
+                request_timeout: opts.request_timeout,
+            },
+        }) as Arc<dyn Connector>
+    })
 }
 
-/// Runs every enabled account until `shutdown` turns true.
+/// How long handled GUIDs are remembered.
+const JOURNAL_KEEP_DAYS: i64 = 30;
+/// How many recent rows of a chat are searched for a chunk whose delivery is unknown.
+const RECONCILE_HISTORY: u32 = 100;
+
+/// The store on the blocking pool. Every call retries while another process holds the
+/// database busy (logged once it has waited a while), so a long write lock pauses the gateway
+/// instead of ending it.
+#[derive(Clone)]
+pub struct Db(Arc<Mutex<Store>>);
+
+impl Db {
+    pub fn new(store: Store) -> Db {
+        Db(Arc::new(Mutex::new(store)))
+    }
+
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Store) -> Result<T, StateError> + Send + 'static,
+    {
+        let inner = self.0.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut wait = Duration::from_millis(20);
+            let mut waited = Duration::ZERO;
+            let mut warned = false;
+            loop {
+                let outcome = {
+                    let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+                    f(&mut guard)
+                };
+                match outcome {
+                    Err(e) if e.is_busy() => {
+                        if !warned && waited >= Duration::from_secs(5) {
+                            tracing::warn!("the state database is locked by another process; waiting for it ({e})");
+                            warned = true;
+                        }
+                        std::thread::sleep(wait);
+                        waited += wait;
+                        wait = (wait * 2).min(Duration::from_secs(1));
+                    }
+                    other => {
+                        if warned {
+                            tracing::info!("the state database is writable again");
+                        }
+                        return other;
+                    }
+                }
+            }
+        });
+        match task.await {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
+
+/// Runs every enabled account until `shutdown` turns true, each with its own imsg child.
 pub async fn run(
     config: Config,
     opts: GatewayOptions,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    run_with(config, opts, process_connector(), shutdown).await
+}
+
+/// [`run`], with the imsg connections opened by `connect`.
+pub async fn run_with(
+    config: Config,
+    opts: GatewayOptions,
+    connect: ConnectorFor,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let lock = DirLock::acquire(&config.state_dir)?;
     let store = Store::open(&config.state_dir)?;
-    tracing::info!("state: {}", store.path().display());
+    tracing::info!("state: {} (lock {})", store.path().display(), lock.path().display());
     // libphonenumber's metadata loads on first use (about half a second in a debug build);
     // pay for it while imsg starts, not while the first person to write waits for a reply.
     let regions: Vec<String> = config.accounts.iter().map(|a| a.region.clone()).collect();
@@ -113,205 +209,376 @@ pub async fn run(
         Ok(n) => tracing::info!("forgot {n} journal entries older than {JOURNAL_KEEP_DAYS} days"),
         Err(e) => tracing::warn!("pruning the journal failed: {e}"),
     }
-    let store = Arc::new(Mutex::new(store));
+    let db = Db::new(store);
     let agent = Arc::new(Agent::from_config(&config.agent));
     let permits = Arc::new(Semaphore::new(config.agent_max_concurrency.max(1)));
-    let mut tasks = Vec::new();
+    let mut tasks = JoinSet::new();
     for account in config.accounts.iter().filter(|a| a.enabled) {
-        let acct = AccountRuntime {
+        let shared = AccountShared {
             account: Arc::new(account.clone()),
-            store: store.clone(),
+            db: db.clone(),
             agent: agent.clone(),
             permits: permits.clone(),
-            echo: Arc::new(Mutex::new(EchoGuard::new(opts.echo_window_ms))),
             opts: opts.clone(),
+            connector: connect(account, &opts),
         };
-        tasks.push(tokio::spawn(acct.run(shutdown.clone())));
+        tasks.spawn(supervise_account(shared, shutdown.clone()));
     }
     if tasks.is_empty() {
         anyhow::bail!("no enabled iMessage account in the config");
     }
-    for t in tasks {
-        t.await??;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
     }
+    drop(lock);
     Ok(())
+}
+
+/// What every incarnation of one account's runtime shares.
+#[derive(Clone)]
+struct AccountShared {
+    account: Arc<AccountConfig>,
+    db: Db,
+    agent: Arc<Agent>,
+    permits: Arc<Semaphore>,
+    opts: GatewayOptions,
+    connector: Arc<dyn Connector>,
+}
+
+/// Runs one account, restarting it with backoff when it fails for any reason but an
+/// unusable state store, which stops the gateway (nothing can be promised without it).
+async fn supervise_account(
+    shared: AccountShared,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let id = shared.account.id.clone();
+    let mut backoff = shared.opts.backoff_initial;
+    loop {
+        let run = tokio::spawn(AccountRuntime::start(shared.clone(), shutdown.clone()));
+        let why = match run.await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => {
+                if e.downcast_ref::<StateError>().is_some() {
+                    return Err(e.context(format!("account {id}: the state store is unusable")));
+                }
+                format!("{e:#}")
+            }
+            Err(e) if e.is_panic() => {
+                let p = e.into_panic();
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into())
+            }
+            Err(e) => e.to_string(),
+        };
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        tracing::error!(account = %id, "account failed: {why}; restarting it in {} ms", backoff.as_millis());
+        let mut sd = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = sd.wait_for(|s| *s) => return Ok(()),
+        }
+        backoff = (backoff * 2).min(shared.opts.backoff_max);
+    }
 }
 
 struct AccountRuntime {
     account: Arc<AccountConfig>,
-    store: Arc<Mutex<Store>>,
+    db: Db,
     agent: Arc<Agent>,
     permits: Arc<Semaphore>,
-    echo: Arc<Mutex<EchoGuard>>,
+    echo: Mutex<EchoGuard>,
     opts: GatewayOptions,
+    cursor: watch::Sender<Option<i64>>,
+    shutdown: watch::Receiver<bool>,
 }
 
-/// One admitted message on its way to the agent.
+/// One message on its way to its chat.
 struct Job {
     key: String,
-    msg: InboundMessage,
-    raw: Value,
     session: String,
-    target: ReplyTarget,
+    work: Work,
 }
+
+enum Work {
+    /// Admitted, the agent has not answered yet.
+    Ask {
+        msg: Box<InboundMessage>,
+        raw: Value,
+        target: ReplyTarget,
+    },
+    /// The reply is planned (and journaled); some chunks may be out already.
+    Deliver(Delivery),
+}
+
+struct Delivery {
+    /// `send` params, one per chunk, as planned.
+    plan: Vec<Value>,
+    /// The first chunk not known to be delivered.
+    next: usize,
+    /// Whether `next` may have been delivered already (a connection or the gateway died
+    /// while it was being sent): the chat's history decides before it is sent again.
+    uncertain: bool,
+    /// The chat to search, and the rowid the reply must come after.
+    chat_id: Option<i64>,
+    after_rowid: i64,
+}
+
+/// A session's worker: its queue and how many jobs are queued or running.
+struct SessionTx {
+    tx: mpsc::UnboundedSender<Job>,
+    inflight: Arc<AtomicUsize>,
+}
+
+type Sessions = HashMap<String, SessionTx>;
 
 impl AccountRuntime {
     fn id(&self) -> &str {
         &self.account.id
     }
 
-    /// Every store access goes through here, so no lock guard outlives its statement (a
-    /// second `lock()` on the same thread would deadlock the runtime).
-    fn db<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
-        let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
-    }
-
-    async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let self_ = Arc::new(self);
-        let spec = SpawnSpec {
-            cli_path: self_.account.cli_path.clone(),
-            db_path: self_.account.db_path.clone(),
-            label: self_.account.id.clone(),
-            request_timeout: self_.opts.request_timeout,
-        };
-        let mut sopts = SupervisorOptions::new(spec);
-        sopts.backoff_initial = self_.opts.backoff_initial;
-        sopts.backoff_max = self_.opts.backoff_max;
-        sopts.healthy_after = self_.opts.healthy_after;
-        sopts.health_interval = self_.opts.health_interval;
-        sopts.health_timeout = self_.opts.request_timeout;
-        sopts.attachments = self_.account.include_attachments;
-        let cursor: CursorFn = {
-            let store = self_.store.clone();
-            let id = self_.account.id.clone();
-            Arc::new(move || {
-                let cursor = store.lock().unwrap().cursor(&id);
-                match cursor {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::error!(account = %id, "reading the cursor failed: {e}");
-                        0
-                    }
+    async fn start(shared: AccountShared, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let id = shared.account.id.clone();
+        let durable = shared
+            .db
+            .call({
+                let id = id.clone();
+                move |s| {
+                    s.record_health(&id, &HealthEvent::Started)?;
+                    s.cursor_opt(&id)
                 }
             })
-        };
+            .await?;
+        let (cursor_tx, cursor_rx) = watch::channel(durable);
+        let me = Arc::new(AccountRuntime {
+            account: shared.account.clone(),
+            db: shared.db.clone(),
+            agent: shared.agent.clone(),
+            permits: shared.permits.clone(),
+            echo: Mutex::new(EchoGuard::new(shared.opts.echo_window_ms)),
+            opts: shared.opts.clone(),
+            cursor: cursor_tx,
+            shutdown: shutdown.clone(),
+        });
+        let mut sopts = SupervisorOptions::new(&id);
+        sopts.request_timeout = me.opts.request_timeout;
+        sopts.backoff_initial = me.opts.backoff_initial;
+        sopts.backoff_max = me.opts.backoff_max;
+        sopts.healthy_after = me.opts.healthy_after;
+        sopts.health_interval = me.opts.health_interval;
+        sopts.health_timeout = me.opts.request_timeout;
+        sopts.attachments = me.account.include_attachments;
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let (slot_tx, slot_rx) = watch::channel(None);
-        let sup = tokio::spawn(supervisor::run(sopts, cursor, ev_tx, slot_tx, shutdown));
+        // The supervisor is aborted if this runtime fails, so a restarted account never has
+        // two imsg children.
+        let mut sup = AbortOnDrop(tokio::spawn(supervisor::run(
+            sopts,
+            shared.connector.clone(),
+            cursor_rx,
+            ev_tx,
+            slot_tx,
+            shutdown,
+        )));
 
-        let mut sessions: HashMap<String, mpsc::UnboundedSender<Job>> = HashMap::new();
-        self_.resume_pending(&mut sessions, &slot_rx)?;
+        let mut sessions: Sessions = HashMap::new();
+        me.resume_pending(&mut sessions, &slot_rx).await?;
         while let Some(ev) = ev_rx.recv().await {
             match ev {
-                SupervisorEvent::Message(raw) => self_.ingest(raw, &mut sessions, &slot_rx)?,
+                SupervisorEvent::Message(raw) => me.ingest(raw, &mut sessions, &slot_rx).await?,
                 SupervisorEvent::Rewind(rowid) => {
-                    self_.db(|s| s.reset_cursor(self_.id(), rowid))?
+                    let id = me.id().to_string();
+                    me.db.call(move |s| s.reset_cursor(&id, rowid)).await?;
+                    me.cursor.send_replace(Some(rowid));
                 }
-                SupervisorEvent::Position(rowid) => {
-                    self_.db(|s| s.set_cursor(self_.id(), rowid))?
+                SupervisorEvent::Position(rowid) => me.set_cursor(rowid).await?,
+                SupervisorEvent::Unreadable { rowid, error } => {
+                    me.unreadable(rowid, &error).await?
                 }
-                SupervisorEvent::Connected { protocol, version } => tracing::info!(
-                    account = %self_.id(),
-                    "connected to imsg {} (protocol {})",
-                    version.as_deref().unwrap_or("(version unknown)"),
-                    protocol.label()
-                ),
+                SupervisorEvent::Connected { protocol, version } => {
+                    tracing::info!(
+                        account = %me.id(),
+                        "connected to imsg {} (protocol {})",
+                        version.as_deref().unwrap_or("(version unknown)"),
+                        protocol.label()
+                    );
+                    me.health(HealthEvent::Connected).await?;
+                }
+                SupervisorEvent::Stable => me.health(HealthEvent::Stable).await?,
                 SupervisorEvent::Disconnected { reason } => {
-                    tracing::warn!(account = %self_.id(), "imsg disconnected: {reason}")
+                    tracing::warn!(account = %me.id(), "imsg disconnected: {reason}");
+                    let id = me.id().to_string();
+                    me.db
+                        .call(move |s| s.record_health(&id, &HealthEvent::Failed(&reason)))
+                        .await?;
                 }
             }
         }
-        let _ = sup.await;
+        let _ = (&mut sup.0).await;
         Ok(())
     }
 
-    /// After a restart: admitted-but-unanswered messages go back to their sessions; a
-    /// message caught mid-send is failed rather than risk a second reply.
-    fn resume_pending(
+    async fn health(&self, ev: HealthEvent<'static>) -> Result<(), StateError> {
+        let id = self.id().to_string();
+        self.db.call(move |s| s.record_health(&id, &ev)).await
+    }
+
+    /// The cursor moved in the store (never back): tell the supervisor.
+    fn cursor_moved(&self, rowid: i64) {
+        self.cursor.send_if_modified(|c| match c {
+            Some(cur) if *cur >= rowid => false,
+            _ => {
+                *c = Some(rowid);
+                true
+            }
+        });
+    }
+
+    async fn set_cursor(&self, rowid: i64) -> Result<(), StateError> {
+        let id = self.id().to_string();
+        self.db.call(move |s| s.set_cursor(&id, rowid)).await?;
+        self.cursor_moved(rowid);
+        Ok(())
+    }
+
+    async fn unreadable(&self, rowid: i64, error: &str) -> Result<(), StateError> {
+        let id = self.id().to_string();
+        let reason = format!("unreadable: imsg cannot read this row ({error}); skipped");
+        let error = error.to_string();
+        self.db
+            .call(move |s| {
+                s.record_health(
+                    &id,
+                    &HealthEvent::Skipped {
+                        rowid,
+                        error: &error,
+                    },
+                )?;
+                s.record_inbound(&Inbound {
+                    account: &id,
+                    guid: &format!("rowid:{rowid}"),
+                    rowid: Some(rowid),
+                    chat_id: None,
+                    status: JournalStatus::Skipped,
+                    reason: Some(&reason),
+                    payload: None,
+                })
+            })
+            .await?;
+        self.cursor_moved(rowid);
+        Ok(())
+    }
+
+    /// After a restart: admitted-but-unanswered messages go back to their sessions, and a
+    /// reply caught mid-send continues after its chunks are reconciled with the chat's history.
+    async fn resume_pending(
         self: &Arc<Self>,
-        sessions: &mut HashMap<String, mpsc::UnboundedSender<Job>>,
+        sessions: &mut Sessions,
         slot: &ConnectionSlot,
     ) -> anyhow::Result<()> {
-        let (pending, interrupted) = {
-            self.db(|s| -> anyhow::Result<_> {
+        let id = self.id().to_string();
+        let (mut entries, interrupted) = self
+            .db
+            .call(move |s| {
                 Ok((
-                    s.pending(self.id())?,
-                    s.entries_with(self.id(), JournalStatus::Answering)?,
+                    s.pending(&id)?,
+                    s.entries_with(&id, JournalStatus::Answering)?,
                 ))
-            })?
-        };
-        for e in interrupted {
-            tracing::warn!(account = %self.id(), guid = %e.guid,
-                "the gateway stopped while sending this reply; not sending again (it may or may not have arrived)");
-            self.db(|s| {
-                s.mark(
-                    self.id(),
-                    &e.guid,
-                    JournalStatus::Failed,
-                    Some("interrupted while sending; not resent to avoid a duplicate"),
-                )
-            })?;
-        }
-        for e in pending {
-            let parsed = e
-                .payload
-                .as_deref()
-                .and_then(|p| serde_json::from_str::<Value>(p).ok())
-                .and_then(|raw| inbound::parse_message(&raw).ok().map(|m| (m, raw)));
-            let Some((msg, raw)) = parsed else {
-                self.db(|s| {
-                    s.mark(
-                        self.id(),
-                        &e.guid,
-                        JournalStatus::Failed,
-                        Some("journaled payload unreadable"),
-                    )
-                })?;
-                continue;
-            };
-            let Some(target) = routing::reply_target(&msg) else {
-                self.finish(&e.guid, JournalStatus::Skipped, Some("no reply target"));
-                continue;
-            };
-            tracing::info!(account = %self.id(), guid = %e.guid, "resuming a message admitted before the restart");
-            let session = routing::session_key(&msg);
-            self.dispatch(
-                Job {
-                    key: e.guid.clone(),
-                    msg,
-                    raw,
-                    session,
-                    target,
-                },
-                sessions,
-                slot,
-            );
+            })
+            .await?;
+        entries.extend(interrupted);
+        entries.sort_by_key(|e| e.rowid);
+        for e in entries {
+            match self.resumed_job(&e) {
+                Ok(job) => self.dispatch(job, sessions, slot),
+                Err(why) => {
+                    tracing::warn!(account = %self.id(), guid = %e.guid, "not resumed after the restart: {why}");
+                    self.finish(&e.guid, JournalStatus::Failed, Some(&why)).await;
+                }
+            }
         }
         Ok(())
     }
 
-    fn skip(&self, msg: &InboundMessage, key: &str, reason: &str) -> anyhow::Result<()> {
+    fn resumed_job(&self, e: &JournalEntry) -> Result<Job, String> {
+        let parsed = e
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .and_then(|raw| inbound::parse_message(&raw).ok().map(|m| (m, raw)));
+        let Some((msg, raw)) = parsed else {
+            return Err("journaled payload unreadable".into());
+        };
+        let session = routing::session_key(&msg);
+        let work = if e.status == JournalStatus::Answering {
+            let plan: Vec<Value> = e
+                .plan
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok())
+                .ok_or("interrupted while sending, with no journaled plan to reconcile; not resent to avoid a duplicate")?;
+            let next = (e.sent.max(0) as usize).min(plan.len());
+            tracing::info!(account = %self.id(), guid = %e.guid,
+                "resuming a reply interrupted by the restart: {next} of {} chunk(s) acknowledged; checking the chat's history before sending more", plan.len());
+            Work::Deliver(Delivery {
+                plan,
+                next,
+                uncertain: true,
+                chat_id: e.chat_id.or(msg.chat_id),
+                after_rowid: msg.rowid,
+            })
+        } else {
+            let target = routing::reply_target(&msg).ok_or("no reply target")?;
+            tracing::info!(account = %self.id(), guid = %e.guid, "resuming a message admitted before the restart");
+            Work::Ask {
+                msg: Box::new(msg),
+                raw,
+                target,
+            }
+        };
+        Ok(Job {
+            key: e.guid.clone(),
+            session,
+            work,
+        })
+    }
+
+    async fn skip(&self, msg: &InboundMessage, key: &str, reason: &str) -> anyhow::Result<()> {
         tracing::debug!(account = %self.id(), guid = %key, rowid = msg.rowid, chat_id = ?msg.chat_id,
             "not answered: {reason}");
-        self.db(|s| {
-            s.record_inbound(&Inbound {
-                account: self.id(),
-                guid: key,
-                rowid: Some(msg.rowid),
-                chat_id: msg.chat_id,
-                status: JournalStatus::Skipped,
-                reason: Some(reason),
-                payload: None,
+        let (id, key, reason) = (self.id().to_string(), key.to_string(), reason.to_string());
+        let (rowid, chat_id) = (msg.rowid, msg.chat_id);
+        self.db
+            .call(move |s| {
+                s.record_inbound(&Inbound {
+                    account: &id,
+                    guid: &key,
+                    rowid: Some(rowid),
+                    chat_id,
+                    status: JournalStatus::Skipped,
+                    reason: Some(&reason),
+                    payload: None,
+                })
             })
-        })?;
+            .await?;
+        self.cursor_moved(rowid);
         Ok(())
     }
 
-    fn ingest(
+    async fn ingest(
         self: &Arc<Self>,
         raw: Value,
-        sessions: &mut HashMap<String, mpsc::UnboundedSender<Job>>,
+        sessions: &mut Sessions,
         slot: &ConnectionSlot,
     ) -> anyhow::Result<()> {
         let msg = match inbound::parse_message(&raw) {
@@ -319,51 +586,63 @@ impl AccountRuntime {
             Err(e) => {
                 tracing::warn!(account = %self.id(), "not answered: {e}");
                 if let Some(id) = raw.get("id").and_then(Value::as_i64) {
-                    self.db(|s| s.set_cursor(self.id(), id))?;
+                    self.set_cursor(id).await?;
                 }
                 return Ok(());
             }
         };
         let key = journal_key(&msg);
-        // Bound first: a guard in the `if let` scrutinee would live through the block below,
-        // and locking the store again there would deadlock.
-        let existing = self.db(|s| s.entry(self.id(), &key))?;
+        let existing = {
+            let (id, key) = (self.id().to_string(), key.clone());
+            self.db.call(move |s| s.entry(&id, &key)).await?
+        };
         if let Some(entry) = existing {
             tracing::debug!(account = %self.id(), guid = %key, "not answered: {} (journal: {})",
                 SkipReason::AlreadyHandled, entry.status.as_str());
-            self.db(|s| s.set_cursor(self.id(), msg.rowid))?;
+            self.set_cursor(msg.rowid).await?;
             return Ok(());
         }
         if let Some(reason) = inbound::skip_reason(&msg) {
-            return self.skip(&msg, &key, reason.as_str());
+            return self.skip(&msg, &key, reason.as_str()).await;
         }
-        if self.echo.lock().unwrap().is_mirror(&msg, now_ms()) {
-            return self.skip(&msg, &key, SkipReason::MirrorEcho.as_str());
+        let now = self.opts.clock.now_ms();
+        if self.echo.lock().unwrap().is_mirror(&msg, now) {
+            return self
+                .skip(&msg, &key, SkipReason::MirrorEcho.as_str())
+                .await;
         }
         if let Decision::Drop { reason } = access::decide(&msg, &self.account) {
             tracing::info!(account = %self.id(), guid = %key, sender = %msg.sender, "dropped: {reason}");
-            return self.skip(&msg, &key, &format!("access: {reason}"));
+            return self.skip(&msg, &key, &format!("access: {reason}")).await;
         }
         let Some(target) = routing::reply_target(&msg) else {
-            return self.skip(
-                &msg,
-                &key,
-                "no reply target (no chat id, guid, identifier or sender)",
-            );
+            return self
+                .skip(
+                    &msg,
+                    &key,
+                    "no reply target (no chat id, guid, identifier or sender)",
+                )
+                .await;
         };
         let session = routing::session_key(&msg);
-        let payload = raw.to_string();
-        let fresh = self.db(|s| {
-            s.record_inbound(&Inbound {
-                account: self.id(),
-                guid: &key,
-                rowid: Some(msg.rowid),
-                chat_id: msg.chat_id,
-                status: JournalStatus::Received,
-                reason: None,
-                payload: Some(&payload),
-            })
-        })?;
+        let fresh = {
+            let (id, key, payload) = (self.id().to_string(), key.clone(), raw.to_string());
+            let (rowid, chat_id) = (msg.rowid, msg.chat_id);
+            self.db
+                .call(move |s| {
+                    s.record_inbound(&Inbound {
+                        account: &id,
+                        guid: &key,
+                        rowid: Some(rowid),
+                        chat_id,
+                        status: JournalStatus::Received,
+                        reason: None,
+                        payload: Some(&payload),
+                    })
+                })
+                .await?
+        };
+        self.cursor_moved(msg.rowid);
         if !fresh {
             return Ok(());
         }
@@ -372,10 +651,12 @@ impl AccountRuntime {
         self.dispatch(
             Job {
                 key,
-                msg,
-                raw,
                 session,
-                target,
+                work: Work::Ask {
+                    msg: Box::new(msg),
+                    raw,
+                    target,
+                },
             },
             sessions,
             slot,
@@ -383,121 +664,350 @@ impl AccountRuntime {
         Ok(())
     }
 
-    fn dispatch(
-        self: &Arc<Self>,
-        job: Job,
-        sessions: &mut HashMap<String, mpsc::UnboundedSender<Job>>,
-        slot: &ConnectionSlot,
-    ) {
+    fn dispatch(self: &Arc<Self>, job: Job, sessions: &mut Sessions, slot: &ConnectionSlot) {
         let session = job.session.clone();
         let job = match sessions.get(&session) {
-            Some(tx) => match tx.send(job) {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(job)) => job,
-            },
+            Some(s) => {
+                s.inflight.fetch_add(1, Ordering::SeqCst);
+                match s.tx.send(job) {
+                    Ok(()) => return,
+                    Err(mpsc::error::SendError(job)) => {
+                        s.inflight.fetch_sub(1, Ordering::SeqCst);
+                        job
+                    }
+                }
+            }
             None => job,
         };
+        // Idle workers exit: with nothing queued or running, dropping the queue ends the
+        // worker, and only this loop adds to a queue, so nothing can slip in meanwhile.
+        sessions.retain(|_, s| s.inflight.load(Ordering::SeqCst) > 0);
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let inflight = Arc::new(AtomicUsize::new(1));
         let me = self.clone();
-        let slot = slot.clone();
+        let mut slot = slot.clone();
+        let worker_inflight = inflight.clone();
         tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
-                let mut slot = slot.clone();
                 me.answer(job, &mut slot).await;
+                worker_inflight.fetch_sub(1, Ordering::SeqCst);
             }
         });
         let _ = tx.send(job);
-        sessions.insert(session, tx);
+        sessions.insert(session, SessionTx { tx, inflight });
     }
 
-    fn finish(&self, key: &str, status: JournalStatus, reason: Option<&str>) {
-        if let Err(e) = self.db(|s| s.mark(self.id(), key, status, reason)) {
+    async fn finish(&self, key: &str, status: JournalStatus, reason: Option<&str>) {
+        let (id, key2, reason) = (
+            self.id().to_string(),
+            key.to_string(),
+            reason.map(String::from),
+        );
+        let r = self
+            .db
+            .call(move |s| s.mark(&id, &key2, status, reason.as_deref()))
+            .await;
+        if let Err(e) = r {
             tracing::error!(account = %self.id(), guid = %key, "journal update failed: {e}");
         }
     }
 
     async fn answer(&self, job: Job, slot: &mut ConnectionSlot) {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return;
+        let delivery = match job.work {
+            Work::Deliver(d) => d,
+            Work::Ask { msg, raw, target } => {
+                match self.ask(&job.key, &job.session, &msg, &raw, &target).await {
+                    Some(d) => d,
+                    None => return,
+                }
+            }
         };
-        let env = Envelope::from_inbound(&job.msg, &job.raw, &self.account, &job.session, false);
-        let reply = match self.agent.reply(&env).await {
+        self.deliver(&job.key, delivery, slot).await;
+    }
+
+    /// Runs the agent and journals the plan; `None` when there is nothing to send.
+    async fn ask(
+        &self,
+        key: &str,
+        session: &str,
+        msg: &InboundMessage,
+        raw: &Value,
+        target: &ReplyTarget,
+    ) -> Option<Delivery> {
+        let env = Envelope::from_inbound(msg, raw, &self.account, session, false);
+        let reply = {
+            let Ok(_permit) = self.permits.acquire().await else {
+                return None;
+            };
+            self.agent.reply(&env).await
+        };
+        let reply = match reply {
             Ok(Some(r)) => r,
             Ok(None) => {
-                tracing::info!(account = %self.id(), guid = %job.key, "not answered: the agent gave no reply");
-                return self.finish(
-                    &job.key,
-                    JournalStatus::Skipped,
-                    Some("agent gave no reply"),
-                );
+                tracing::info!(account = %self.id(), guid = %key, "not answered: the agent gave no reply");
+                self.finish(key, JournalStatus::Skipped, Some("agent gave no reply"))
+                    .await;
+                return None;
             }
             Err(e) => {
-                tracing::warn!(account = %self.id(), guid = %job.key, "not answered: {e}");
-                return self.finish(&job.key, JournalStatus::Failed, Some(&e.to_string()));
+                tracing::warn!(account = %self.id(), guid = %key, "not answered: {e}");
+                self.finish(key, JournalStatus::Failed, Some(&e.to_string()))
+                    .await;
+                return None;
             }
         };
-        let plan = crate::outbound::plan_reply(&reply, &job.target, &self.account);
+        let plan = crate::outbound::plan_reply(&reply, target, &self.account);
         if plan.is_empty() {
-            tracing::info!(account = %self.id(), guid = %job.key, "not answered: the reply is empty after planning");
-            return self.finish(&job.key, JournalStatus::Skipped, Some("empty reply"));
+            tracing::info!(account = %self.id(), guid = %key, "not answered: the reply is empty after planning");
+            self.finish(key, JournalStatus::Skipped, Some("empty reply"))
+                .await;
+            return None;
         }
-        let Some(conn) = wait_connected(slot, self.opts.send_wait).await else {
-            let why = format!(
-                "imsg not connected for {} s; reply dropped",
-                self.opts.send_wait.as_secs()
-            );
-            tracing::warn!(account = %self.id(), guid = %job.key, "not answered: {why}");
-            return self.finish(&job.key, JournalStatus::Failed, Some(&why));
-        };
-        self.finish(&job.key, JournalStatus::Answering, None);
-        let chat_id = match &job.target {
+        let text = Value::Array(plan.clone()).to_string();
+        let (id, key2) = (self.id().to_string(), key.to_string());
+        match self.db.call(move |s| s.begin_answer(&id, &key2, &text)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(account = %self.id(), guid = %key, "already handled; not sending");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(account = %self.id(), guid = %key, "journaling the reply failed: {e}; not sending");
+                return None;
+            }
+        }
+        let chat_id = match target {
             ReplyTarget::ChatId(id) => Some(*id),
-            _ => job.msg.chat_id,
+            _ => msg.chat_id,
         };
-        let chunks = plan.len();
-        for (i, params) in plan.into_iter().enumerate() {
+        Some(Delivery {
+            plan,
+            next: 0,
+            uncertain: false,
+            chat_id,
+            after_rowid: msg.rowid,
+        })
+    }
+
+    /// A live connection newer than `after_epoch`; `None` once the gateway is shutting down.
+    /// Waits as long as it takes: a reply is never dropped because imsg is away.
+    async fn connection(&self, slot: &mut ConnectionSlot, after_epoch: u64) -> Option<Connection> {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            if *shutdown.borrow() {
+                return None;
+            }
+            let current = slot.borrow_and_update().clone();
+            if let Some(c) = current {
+                if c.epoch > after_epoch && !c.client.is_closed() {
+                    return Some(c);
+                }
+            }
+            tokio::select! {
+                r = slot.changed() => if r.is_err() { return None },
+                r = shutdown.changed() => if r.is_err() { return None },
+            }
+        }
+    }
+
+    async fn final_failure(&self, key: &str, why: &str) {
+        tracing::warn!(account = %self.id(), guid = %key, "not answered (final): {why}");
+        self.finish(key, JournalStatus::Failed, Some(why)).await;
+    }
+
+    async fn deliver(&self, key: &str, mut d: Delivery, slot: &mut ConnectionSlot) {
+        let n = d.plan.len();
+        let mut after_epoch = 0u64;
+        let mut backoff = self.opts.retry_initial;
+        while d.next < n {
+            let Some(conn) = self.connection(slot, after_epoch).await else {
+                tracing::info!(account = %self.id(), guid = %key,
+                    "shutting down with chunk {}/{n} not sent; it is sent after the restart", d.next + 1);
+                return;
+            };
+            let params = d.plan[d.next].clone();
             let text = params
                 .get("text")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
+            let k = d.next + 1;
+            if d.uncertain {
+                let Some(chat) = d.chat_id else {
+                    let why = format!("chunk {k}/{n} may or may not have been delivered, and the chat has no id to check its history; not resent");
+                    return self.final_failure(key, &why).await;
+                };
+                match self.find_in_history(&conn, chat, d.after_rowid, &text).await {
+                    Ok(Some(row)) => {
+                        tracing::info!(account = %self.id(), guid = %key,
+                            "chunk {k}/{n} was delivered before the interruption (row {row} in chat {chat}); not sending it again");
+                        self.chunk_sent(key, d.next, Some(row)).await;
+                        d.after_rowid = d.after_rowid.max(row);
+                        d.next += 1;
+                        d.uncertain = false;
+                        continue;
+                    }
+                    Ok(None) => {
+                        tracing::info!(account = %self.id(), guid = %key,
+                            "chunk {k}/{n} is not in chat {chat}'s history; sending it");
+                        d.uncertain = false;
+                    }
+                    Err(e) if e.is_transport() => {
+                        after_epoch = conn.epoch;
+                        continue;
+                    }
+                    Err(e) => {
+                        let why = format!("chunk {k}/{n} may or may not have been delivered and the chat's history could not be read ({e}); not resent");
+                        return self.final_failure(key, &why).await;
+                    }
+                }
+            }
             // Recorded before sending too: the mirror can arrive before the send is acknowledged.
+            let now = self.opts.clock.now_ms();
             self.echo
                 .lock()
                 .unwrap()
-                .record_sent(chat_id, &text, None, now_ms());
+                .record_sent(d.chat_id, &text, None, now);
             let params = sanitize_params(conn.protocol, "send", params);
             match conn.client.request("send", params).await {
                 Ok(result) => {
                     let guid = sent_guid(&result);
-                    self.echo.lock().unwrap().record_sent(
-                        chat_id,
-                        &text,
-                        guid.as_deref(),
-                        now_ms(),
-                    );
+                    let row = result.get("id").and_then(Value::as_i64);
+                    let now = self.opts.clock.now_ms();
+                    self.echo
+                        .lock()
+                        .unwrap()
+                        .record_sent(d.chat_id, &text, guid.as_deref(), now);
+                    self.chunk_sent(key, d.next, row).await;
+                    if let Some(r) = row {
+                        d.after_rowid = d.after_rowid.max(r);
+                    }
+                    d.next += 1;
+                    backoff = self.opts.retry_initial;
                 }
-                Err(e) => {
+                Err(e) if e.never_sent() => {
+                    tracing::info!(account = %self.id(), guid = %key,
+                        "chunk {k}/{n} did not reach imsg ({e}); sending it on the next connection");
+                    after_epoch = conn.epoch;
+                }
+                Err(e @ (RpcError::Closed | RpcError::Timeout { .. })) => {
+                    tracing::warn!(account = %self.id(), guid = %key,
+                        "chunk {k}/{n}: {e}; its delivery is unknown, so the chat's history is checked on the next connection before sending it again");
+                    if matches!(e, RpcError::Timeout { .. }) {
+                        // A send still queued in this imsg could go out later; only a new
+                        // child makes the history check final.
+                        conn.request_restart();
+                    }
+                    d.uncertain = true;
+                    after_epoch = conn.epoch;
+                }
+                Err(e) if e.code() == Some(MUTATION_LANE_BLOCKED) => {
+                    tracing::warn!(account = %self.id(), guid = %key,
+                        "chunk {k}/{n}: imsg's mutation lane is blocked ({e}); restarting imsg and sending it again (it was not started)");
+                    conn.request_restart();
+                    after_epoch = conn.epoch;
+                }
+                Err(e) if e.code() == Some(DELIVERY_OUTCOME_UNKNOWN) => {
                     if lane_blocked(&e) {
                         tracing::warn!(account = %self.id(), "imsg's mutation lane is blocked; restarting the child");
                         conn.request_restart();
                     }
-                    let why = format!(
-                        "send of chunk {}/{chunks} failed: {e}{}",
-                        i + 1,
-                        if e.outcome_unknown() {
-                            " (delivery outcome unknown; not retried)"
-                        } else {
-                            ""
-                        }
-                    );
-                    tracing::warn!(account = %self.id(), guid = %job.key, "{why}");
-                    return self.finish(&job.key, JournalStatus::Failed, Some(&why));
+                    let why = format!("send of chunk {k}/{n} failed: {e} (delivery outcome unknown; not retried, so it is never sent twice)");
+                    return self.final_failure(key, &why).await;
+                }
+                Err(e) if retryable(&e) => {
+                    tracing::warn!(account = %self.id(), guid = %key,
+                        "chunk {k}/{n}: {e}; retrying in {} ms", backoff.as_millis());
+                    let mut sd = self.shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = sd.wait_for(|s| *s) => {}
+                    }
+                    backoff = (backoff * 2).min(self.opts.retry_max);
+                }
+                Err(e) => {
+                    let why = format!("imsg refused chunk {k}/{n}: {e}");
+                    return self.final_failure(key, &why).await;
                 }
             }
         }
-        tracing::info!(account = %self.id(), guid = %job.key, "answered in {chunks} chunk(s)");
-        self.finish(&job.key, JournalStatus::Answered, None);
+        tracing::info!(account = %self.id(), guid = %key, "answered in {n} chunk(s)");
+        self.finish(key, JournalStatus::Answered, None).await;
+    }
+
+    async fn chunk_sent(&self, key: &str, index: usize, row: Option<i64>) {
+        let (id, key2) = (self.id().to_string(), key.to_string());
+        let r = self
+            .db
+            .call(move |s| s.chunk_sent(&id, &key2, index, row))
+            .await;
+        if let Err(e) = r {
+            tracing::error!(account = %self.id(), guid = %key, "journaling chunk {} failed: {e}", index + 1);
+        }
+    }
+
+    /// A from-me row in `chat` after `after_rowid` with exactly this text, that no other
+    /// reply has claimed: the chunk went out before the interruption.
+    async fn find_in_history(
+        &self,
+        conn: &Connection,
+        chat: i64,
+        after_rowid: i64,
+        text: &str,
+    ) -> Result<Option<i64>, RpcError> {
+        let params = sanitize_params(
+            conn.protocol,
+            "messages.history",
+            json!({"chat_id": chat, "limit": RECONCILE_HISTORY}),
+        );
+        let page = conn.client.request("messages.history", params).await?;
+        let id = self.id().to_string();
+        let claimed: HashSet<i64> = self
+            .db
+            .call(move |s| s.sent_row_ids(&id, chat))
+            .await
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default();
+        let want = text.trim();
+        let found = page
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|m| m.get("is_from_me").and_then(Value::as_bool) == Some(true))
+            .filter_map(|m| {
+                let rowid = m.get("id").and_then(Value::as_i64)?;
+                let t = m.get("text").and_then(Value::as_str)?;
+                (rowid > after_rowid && t.trim() == want && !claimed.contains(&rowid))
+                    .then_some(rowid)
+            })
+            .min();
+        Ok(found)
+    }
+}
+
+/// Ends the wrapped task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// imsg said "not now": busy (`-32000`), database unavailable (`-32002`), or `retry_safe`.
+fn retryable(e: &RpcError) -> bool {
+    match e {
+        RpcError::Remote { code, data, .. } => {
+            *code == -32000
+                || *code == DATABASE_UNAVAILABLE
+                || data
+                    .as_ref()
+                    .and_then(|d| d.get("retry_safe"))
+                    .and_then(Value::as_bool)
+                    == Some(true)
+        }
+        _ => false,
     }
 }
 
@@ -524,10 +1034,9 @@ pub fn sent_guid(result: &Value) -> Option<String> {
 
 /// `-32004`, or a `-32001` whose send is still in flight: every later send on this child
 /// fails until it is restarted (imsg-rpc-v1 §1.7, §6.6).
-fn lane_blocked(e: &crate::imsg::RpcError) -> bool {
-    use crate::imsg::client::{DELIVERY_OUTCOME_UNKNOWN, MUTATION_LANE_BLOCKED};
+fn lane_blocked(e: &RpcError) -> bool {
     match e {
-        crate::imsg::RpcError::Remote { code, data, .. } => {
+        RpcError::Remote { code, data, .. } => {
             *code == MUTATION_LANE_BLOCKED
                 || (*code == DELIVERY_OUTCOME_UNKNOWN
                     && data

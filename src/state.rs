@@ -4,8 +4,13 @@
 //! raw payload while a message is in flight, so a crash never loses it). Invariants:
 //! the cursor only moves past a message in the same transaction that journals it, and a
 //! message journaled as answered/skipped/failed is never handed to an agent again.
-//! The directory is 0700, the file 0600, the journal mode WAL so the CLI can read while
-//! `run` writes. A file that is not our database is an error naming it, never a reset.
+//! A reply being sent keeps its plan (the `send` params of every chunk) and how many chunks
+//! imsg acknowledged, so a restart continues it after reconciling with the chat's history
+//! instead of guessing. `health` records, per account, how the imsg connection is doing, for
+//! `status`. The directory is 0700, the file 0600, the journal mode WAL so the CLI can read
+//! while `run` writes. A busy database is waited for, never fatal; one gateway at a time holds
+//! the state dir's lock ([`DirLock`]). A file that is not our database is an error naming it,
+//! never a reset.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,7 +22,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// File name inside `state.dir`.
 pub const STATE_FILE: &str = "state.db";
-const SCHEMA_VERSION: i64 = 1;
+/// The lock file a running gateway holds in `state.dir` (with its pid in it).
+pub const LOCK_FILE: &str = "gateway.lock";
+const SCHEMA_VERSION: i64 = 2;
+/// How long one statement waits on a lock held by another process before we back off and
+/// retry it (the retry itself is unbounded: a busy database is waited for, never fatal).
+const BUSY_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -39,6 +49,8 @@ pub enum StateError {
         found: i64,
         known: i64,
     },
+    #[error("another imsg-gateway (pid {pid}) is already running on state dir {dir}; stop it first, or give this one another state.dir")]
+    Locked { dir: PathBuf, pid: String },
     #[error("state file {path}: {source}")]
     Sql {
         path: PathBuf,
@@ -97,6 +109,40 @@ pub struct JournalEntry {
     pub reason: Option<String>,
     pub payload: Option<String>,
     pub updated_at: String,
+    /// While answering: the JSON array of `send` params, one per chunk.
+    pub plan: Option<String>,
+    /// While answering: how many chunks of the plan imsg has acknowledged (or history showed).
+    pub sent: i64,
+}
+
+/// How one account's imsg connection is doing, for `status`.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct Health {
+    pub account: String,
+    /// Whether a connection is up right now (as of `updated_at`).
+    pub connected: bool,
+    /// Connection failures since the last connection that stayed healthy.
+    pub failures_in_a_row: i64,
+    /// Connection failures since the gateway started.
+    pub restarts: i64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// Rows imsg could not read, skipped so the account goes on.
+    pub skipped_rows: i64,
+    pub last_skipped_rowid: Option<i64>,
+    pub updated_at: String,
+}
+
+/// What happened to an account's connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthEvent<'a> {
+    /// The gateway (re)started: counters of the previous run are history.
+    Started,
+    Connected,
+    /// A connection stayed up long enough to count as healthy again.
+    Stable,
+    Failed(&'a str),
+    Skipped { rowid: i64, error: &'a str },
 }
 
 /// What to journal about an inbound message.
@@ -174,7 +220,7 @@ impl Store {
             source,
         };
         let conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         let corrupt = |e: rusqlite::Error| classify(path, e);
         // The first statement that reads the header tells a non-database file apart.
         let mode: String = conn
@@ -195,7 +241,7 @@ impl Store {
                 known: SCHEMA_VERSION,
             });
         }
-        if version < SCHEMA_VERSION {
+        if version < 1 {
             conn.execute_batch(
                 "BEGIN IMMEDIATE;
                  CREATE TABLE IF NOT EXISTS cursor(
@@ -213,7 +259,26 @@ impl Store {
                  COMMIT;",
             )
             .map_err(corrupt)?;
-        } else {
+        }
+        if version < 2 {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 ALTER TABLE journal ADD COLUMN plan TEXT;
+                 ALTER TABLE journal ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE journal ADD COLUMN sent_ids TEXT;
+                 CREATE INDEX IF NOT EXISTS journal_by_chat ON journal(account, chat_id, rowid);
+                 CREATE TABLE IF NOT EXISTS health(
+                     account TEXT PRIMARY KEY, connected INTEGER NOT NULL DEFAULT 0,
+                     failures_in_a_row INTEGER NOT NULL DEFAULT 0,
+                     restarts INTEGER NOT NULL DEFAULT 0, last_error TEXT, last_error_at TEXT,
+                     skipped_rows INTEGER NOT NULL DEFAULT 0, last_skipped_rowid INTEGER,
+                     updated_at TEXT NOT NULL);
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )
+            .map_err(corrupt)?;
+        }
+        if version == SCHEMA_VERSION {
             // A file claiming our schema must have our tables.
             conn.query_row(
                 "SELECT count(*) FROM journal JOIN cursor LIMIT 1",
@@ -246,6 +311,19 @@ impl Store {
             )
             .optional()
             .map(|v| v.unwrap_or(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The watch cursor, or `None` before the gateway ever established where to watch from
+    /// (a cursor of 0 means "from the first row": the database was empty at the tail).
+    pub fn cursor_opt(&self, account: &str) -> Result<Option<i64>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT rowid FROM cursor WHERE account = ?1",
+                [account],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
             .map_err(|e| self.sql(e))
     }
 
@@ -282,8 +360,7 @@ impl Store {
     pub fn entry(&self, account: &str, guid: &str) -> Result<Option<JournalEntry>, StateError> {
         self.conn
             .query_row(
-                "SELECT account, guid, rowid, chat_id, status, reason, payload, updated_at
-                 FROM journal WHERE account = ?1 AND guid = ?2",
+                &format!("SELECT {ENTRY_COLUMNS} FROM journal WHERE account = ?1 AND guid = ?2"),
                 params![account, guid],
                 row_to_entry,
             )
@@ -337,7 +414,7 @@ impl Store {
             .conn
             .execute(
                 "UPDATE journal SET status = ?3, reason = COALESCE(?4, reason),
-                     payload = NULL, updated_at = ?5
+                     payload = NULL, plan = NULL, updated_at = ?5
                  WHERE account = ?1 AND guid = ?2 AND (status = ?6 OR status = ?7)",
                 params![
                     account,
@@ -366,10 +443,10 @@ impl Store {
     ) -> Result<Vec<JournalEntry>, StateError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT account, guid, rowid, chat_id, status, reason, payload, updated_at
-                 FROM journal WHERE account = ?1 AND status = ?2 ORDER BY rowid, received_at",
-            )
+            .prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM journal WHERE account = ?1 AND status = ?2
+                 ORDER BY rowid, received_at"
+            ))
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![account, status.as_str()], row_to_entry)
@@ -405,19 +482,237 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// A reply is about to be sent: `received` → `answering`, keeping the plan (a JSON array
+    /// of `send` params) and the inbound payload until the reply is final. Returns whether it
+    /// moved (false when the message is already final or already answering).
+    pub fn begin_answer(&self, account: &str, guid: &str, plan: &str) -> Result<bool, StateError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE journal SET status = 'answering', plan = ?3, sent = 0, sent_ids = NULL,
+                     updated_at = ?4
+                 WHERE account = ?1 AND guid = ?2 AND status = 'received'",
+                params![account, guid, plan, now()],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(changed == 1)
+    }
+
+    /// Chunk `index` of an answering reply was acknowledged by imsg (or found in the chat's
+    /// history), as the outgoing row `row_id` when known.
+    pub fn chunk_sent(
+        &self,
+        account: &str,
+        guid: &str,
+        index: usize,
+        row_id: Option<i64>,
+    ) -> Result<(), StateError> {
+        let ids: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT sent_ids FROM journal WHERE account = ?1 AND guid = ?2",
+                params![account, guid],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?
+            .flatten();
+        let mut list: Vec<i64> = ids
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        if let Some(id) = row_id {
+            list.push(id);
+        }
+        let ids = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+        self.conn
+            .execute(
+                "UPDATE journal SET sent = max(sent, ?3), sent_ids = ?4, updated_at = ?5
+                 WHERE account = ?1 AND guid = ?2 AND status = 'answering'",
+                params![account, guid, index as i64 + 1, ids, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Outgoing row ids already attributed to replies in a chat (acknowledged sends and
+    /// reconciled ones), so reconciling one reply never claims another reply's row.
+    pub fn sent_row_ids(&self, account: &str, chat_id: i64) -> Result<Vec<i64>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT sent_ids FROM journal WHERE account = ?1 AND chat_id = ?2
+                     AND sent_ids IS NOT NULL
+                 ORDER BY rowid DESC LIMIT 500",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![account, chat_id], |r| r.get::<_, String>(0))
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for text in rows {
+            let text = text.map_err(|e| self.sql(e))?;
+            let ids: Vec<i64> = serde_json::from_str(&text).unwrap_or_default();
+            out.extend(ids);
+        }
+        Ok(out)
+    }
+
+    /// Records what happened to an account's imsg connection.
+    pub fn record_health(&self, account: &str, event: &HealthEvent<'_>) -> Result<(), StateError> {
+        let ts = now();
+        self.conn
+            .execute(
+                "INSERT INTO health(account, updated_at) VALUES(?1, ?2)
+                 ON CONFLICT(account) DO NOTHING",
+                params![account, ts],
+            )
+            .map_err(|e| self.sql(e))?;
+        let (sql, extra): (&str, Option<String>) = match event {
+            HealthEvent::Started => (
+                "UPDATE health SET connected = 0, failures_in_a_row = 0, restarts = 0,
+                     updated_at = ?2 WHERE account = ?1",
+                None,
+            ),
+            HealthEvent::Connected => (
+                "UPDATE health SET connected = 1, updated_at = ?2 WHERE account = ?1",
+                None,
+            ),
+            HealthEvent::Stable => (
+                "UPDATE health SET failures_in_a_row = 0, updated_at = ?2 WHERE account = ?1",
+                None,
+            ),
+            HealthEvent::Failed(e) => (
+                "UPDATE health SET connected = 0, failures_in_a_row = failures_in_a_row + 1,
+                     restarts = restarts + 1, last_error = ?3, last_error_at = ?2,
+                     updated_at = ?2 WHERE account = ?1",
+                Some(e.to_string()),
+            ),
+            HealthEvent::Skipped { rowid, error } => {
+                self.conn
+                    .execute(
+                        "UPDATE health SET skipped_rows = skipped_rows + 1,
+                             last_skipped_rowid = ?3, last_error = ?4, last_error_at = ?2,
+                             updated_at = ?2 WHERE account = ?1",
+                        params![account, ts, rowid, error],
+                    )
+                    .map_err(|e| self.sql(e))?;
+                return Ok(());
+            }
+        };
+        match extra {
+            Some(x) => self.conn.execute(sql, params![account, ts, x]),
+            None => self.conn.execute(sql, params![account, ts]),
+        }
+        .map(|_| ())
+        .map_err(|e| self.sql(e))
+    }
+
+    /// The health of an account's connection, if the gateway ever ran it.
+    pub fn health(&self, account: &str) -> Result<Option<Health>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT account, connected, failures_in_a_row, restarts, last_error,
+                     last_error_at, skipped_rows, last_skipped_rowid, updated_at
+                 FROM health WHERE account = ?1",
+                [account],
+                |r| {
+                    Ok(Health {
+                        account: r.get(0)?,
+                        connected: r.get::<_, i64>(1)? != 0,
+                        failures_in_a_row: r.get(2)?,
+                        restarts: r.get(3)?,
+                        last_error: r.get(4)?,
+                        last_error_at: r.get(5)?,
+                        skipped_rows: r.get(6)?,
+                        last_skipped_rowid: r.get(7)?,
+                        updated_at: r.get(8)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
     /// The most recent journal entries (newest first), for `status`.
     pub fn recent(&self, limit: usize) -> Result<Vec<JournalEntry>, StateError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT account, guid, rowid, chat_id, status, reason, payload, updated_at
-                 FROM journal ORDER BY updated_at DESC LIMIT ?1",
-            )
+            .prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM journal ORDER BY updated_at DESC LIMIT ?1"
+            ))
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([limit as i64], row_to_entry)
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+}
+
+impl StateError {
+    /// Another process holds a lock on the database right now: wait and retry.
+    pub fn is_busy(&self) -> bool {
+        use rusqlite::ErrorCode;
+        matches!(self, StateError::Sql { source: rusqlite::Error::SqliteFailure(f, _), .. }
+            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+    }
+}
+
+/// The running gateway's hold on a state dir: an exclusive lock on `gateway.lock` with the
+/// holder's pid in it, released when this value (or the process) goes away.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: fs::File,
+    path: PathBuf,
+}
+
+impl DirLock {
+    /// Takes the lock, or says which pid holds it.
+    pub fn acquire(dir: &Path) -> Result<DirLock, StateError> {
+        use std::io::{Read, Seek, Write};
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StateError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let path = dir.join(LOCK_FILE);
+        let io = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(StateError::Locked {
+                    dir: dir.to_path_buf(),
+                    pid: if pid.is_empty() { "unknown".into() } else { pid.to_string() },
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        file.flush().map_err(io)?;
+        Ok(DirLock { _file: file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -441,8 +736,13 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalEntry> {
         reason: r.get(5)?,
         payload: r.get(6)?,
         updated_at: r.get(7)?,
+        plan: r.get(8)?,
+        sent: r.get(9)?,
     })
 }
+
+const ENTRY_COLUMNS: &str =
+    "account, guid, rowid, chat_id, status, reason, payload, updated_at, plan, sent";
 
 fn classify(path: &Path, e: rusqlite::Error) -> StateError {
     use rusqlite::ErrorCode;

@@ -274,8 +274,9 @@ fn v1_answers_once_across_child_crash_and_gateway_restart() {
     env.add(dm(1, "old history"));
     let gw = env.gateway();
     env.wait_for("the first subscription", |e| !subscribes(e).is_empty());
-    // First start: no cursor, so the watch starts at the tail and history is not answered.
-    assert!(subscribes(&env)[0]["params"].get("since_rowid").is_none());
+    // First start: no cursor, so the watch starts at the tail, pinned down as a rowid (so a
+    // restart replays what arrives from here on), and history is not answered.
+    assert_eq!(subscribes(&env)[0]["params"]["since_rowid"], 1);
     env.add(dm(2, "hello"));
     env.wait_for("the echo reply", |e| e.sent_texts().len() == 1);
     let sent = env.lines("sent.jsonl");

@@ -37,9 +37,13 @@ pub enum RpcError {
     },
     /// No answer within the timeout; the pending entry is dropped, a late answer is ignored.
     Timeout { method: String, after: Duration },
-    /// The peer's stdout closed (child exited) before the answer arrived, or was already closed.
+    /// The peer's stdout closed (child exited) after the request was written, before the
+    /// answer arrived: whether it was carried out is unknown.
     Closed,
-    /// Writing the request failed (broken pipe).
+    /// The connection was already closed: the request was never written, so it never reached
+    /// imsg and is safe to retry on the next connection.
+    NotConnected,
+    /// Writing the request failed (broken pipe): nobody read it, so it never reached imsg.
     Io(String),
 }
 
@@ -53,6 +57,19 @@ impl RpcError {
 
     pub fn is_method_not_found(&self) -> bool {
         self.code() == Some(METHOD_NOT_FOUND)
+    }
+
+    /// True when the request certainly never reached imsg (retry it on the next connection).
+    pub fn never_sent(&self) -> bool {
+        matches!(self, RpcError::NotConnected | RpcError::Io(_))
+    }
+
+    /// True when the connection is gone (the child must be replaced before a retry).
+    pub fn is_transport(&self) -> bool {
+        matches!(
+            self,
+            RpcError::NotConnected | RpcError::Io(_) | RpcError::Closed | RpcError::Timeout { .. }
+        )
     }
 
     /// True when the failure says nothing about whether the request was carried out.
@@ -91,6 +108,7 @@ impl fmt::Display for RpcError {
                 )
             }
             RpcError::Closed => write!(f, "imsg rpc closed"),
+            RpcError::NotConnected => write!(f, "imsg rpc not connected (request not sent)"),
             RpcError::Io(e) => write!(f, "imsg rpc write failed: {e}"),
         }
     }
@@ -200,7 +218,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Value, RpcError> {
         if self.is_closed() {
-            return Err(RpcError::Closed);
+            return Err(RpcError::NotConnected);
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
@@ -247,7 +265,7 @@ impl Client {
         let mut text = line.to_string();
         text.push('\n');
         let mut guard = self.inner.writer.lock().await;
-        let w = guard.as_mut().ok_or(RpcError::Closed)?;
+        let w = guard.as_mut().ok_or(RpcError::NotConnected)?;
         w.write_all(text.as_bytes())
             .await
             .map_err(|e| RpcError::Io(e.to_string()))?;
@@ -569,10 +587,11 @@ mod tests {
         assert_eq!(call.await.unwrap().unwrap_err(), RpcError::Closed);
         client.closed().await;
         assert!(notes.recv().await.is_none());
-        assert_eq!(
-            client.request("status", json!({})).await.unwrap_err(),
-            RpcError::Closed
-        );
+        // Written before the close: outcome unknown. Asked after it: never sent, retry-safe.
+        assert!(RpcError::Closed.outcome_unknown());
+        let late = client.request("status", json!({})).await.unwrap_err();
+        assert_eq!(late, RpcError::NotConnected);
+        assert!(late.never_sent() && !late.outcome_unknown());
     }
 
     #[tokio::test]

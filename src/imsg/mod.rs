@@ -1,8 +1,11 @@
 //! Everything that talks to `imsg rpc`: the JSON-RPC client over any byte stream (`client`),
-//! protocol negotiation and key sets (`protocol`), the child process (`process`) and its
-//! supervision with restart, catch-up and re-subscription (`supervisor`).
+//! protocol negotiation and key sets (`protocol`), the child process (`process`), the seam
+//! that opens a connection (`connector`: a process, or an in-memory imsg in tests) and the
+//! supervision with restart, catch-up and re-subscription (`supervisor`). Nothing here reads
+//! or writes the state store: the durable cursor comes in on a watch channel.
 
 pub mod client;
+pub mod connector;
 pub mod probe;
 pub mod process;
 pub mod protocol;
@@ -11,4 +14,5 @@ pub mod supervisor;
 pub use client::{Client, Notification, RpcError, DEFAULT_TIMEOUT};
 pub use process::{ImsgProcess, SpawnError, SpawnSpec};
 pub use protocol::{negotiate, sanitize_params, Negotiated, Protocol};
-pub use supervisor::{Connection, ConnectionSlot, SupervisorEvent, SupervisorOptions};
+pub use connector::{Connector, Link, Peer, ProcessConnector};
+pub use supervisor::{Connection, ConnectionSlot, CursorRx, SupervisorEvent, SupervisorOptions};

@@ -109,7 +109,7 @@ pub async fn probe(cli_path: &str, db_path: Option<PathBuf>, timeout: Duration) 
                 timeout.as_millis()
             ));
         }
-        Err(RpcError::Closed) | Err(RpcError::Io(_)) => {
+        Err(RpcError::Closed | RpcError::NotConnected | RpcError::Io(_)) => {
             report.problem = Some(format!(
                 "{cli_path} does not speak rpc (it exited without answering `{cli_path} rpc`)"
             ));

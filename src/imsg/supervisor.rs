@@ -1,26 +1,37 @@
 //! Supervision of one account's `imsg rpc` child.
 //!
-//! Keeps a child running for as long as the gateway runs: spawn, negotiate, wait for the
-//! database (v1 `database.ready`), catch up from the durable cursor with `messages.after`
-//! (v1), subscribe, then watch for the child exiting, its stdout closing, or it no longer
-//! answering a health request. Any of those kills it and restarts with capped exponential
-//! backoff. Messages are handed to the gateway in order on one channel; dedupe of the seams
-//! (catch-up vs. live, overflow resume, restarts) is the gateway's journal's job.
+//! Keeps a connection open for as long as the gateway runs: connect (through a
+//! [`Connector`]: a child process in production), negotiate, wait for the database (v1
+//! `database.ready`), catch up from the durable cursor with `messages.after` (v1), subscribe,
+//! then watch for the peer ending, its stdout closing, or it no longer answering a health
+//! request. Any of those kills it and reconnects with capped exponential backoff. Messages are
+//! handed to the gateway in order on one channel; dedupe of the seams (catch-up vs. live,
+//! overflow resume, restarts) is the gateway's journal's job.
+//!
+//! Two things are never left to chance: with no cursor yet, the tail rowid is established and
+//! reported ([`SupervisorEvent::Position`]) before subscribing, so a restart replays what
+//! arrived meanwhile; and a row imsg keeps failing to read is narrowed down, reported
+//! ([`SupervisorEvent::Unreadable`]) and stepped over, so one bad row never wedges an account.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::client::{Client, Notification, RpcError};
-use super::process::{ImsgProcess, SpawnError, SpawnSpec};
+use super::connector::{Connector, Link};
+use super::process::SpawnError;
 use super::protocol::{negotiate, Negotiated, Protocol};
 
 /// Timings and knobs; the defaults are the production figures, tests shrink them.
 #[derive(Debug, Clone)]
 pub struct SupervisorOptions {
-    pub spawn: SpawnSpec,
+    /// The account id, for logs.
+    pub label: String,
+    pub request_timeout: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     /// A child that stayed up this long resets the backoff.
@@ -35,9 +46,10 @@ pub struct SupervisorOptions {
 }
 
 impl SupervisorOptions {
-    pub fn new(spawn: SpawnSpec) -> Self {
+    pub fn new(label: &str) -> Self {
         SupervisorOptions {
-            spawn,
+            label: label.to_string(),
+            request_timeout: super::client::DEFAULT_TIMEOUT,
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
             healthy_after: Duration::from_secs(60),
@@ -61,6 +73,11 @@ pub enum SupervisorEvent {
     /// The Messages database was replaced (its newest rowid is below our cursor): rowids are
     /// not portable across databases, so the cursor must be set back to this value.
     Rewind(i64),
+    /// imsg keeps failing to read this row: it was stepped over (the cursor may move past
+    /// it once everything before it is journaled).
+    Unreadable { rowid: i64, error: String },
+    /// The connection has stayed up long enough to count as healthy.
+    Stable,
     Connected {
         protocol: Protocol,
         version: Option<String>,
@@ -75,6 +92,8 @@ pub enum SupervisorEvent {
 pub struct Connection {
     pub client: Client,
     pub protocol: Protocol,
+    /// Counts connections from 1: a sender that failed on one waits for a later one.
+    pub epoch: u64,
     restart: Arc<Notify>,
 }
 
@@ -87,42 +106,35 @@ impl Connection {
 
 pub type ConnectionSlot = watch::Receiver<Option<Connection>>;
 
-/// Reads the durable cursor (0 = none yet).
-pub type CursorFn = Arc<dyn Fn() -> i64 + Send + Sync>;
+/// The durable cursor, as the gateway last committed it (`None`: never established).
+pub type CursorRx = watch::Receiver<Option<i64>>;
 
-/// Waits until a connection is up (or `timeout` passes).
-pub async fn wait_connected(slot: &mut ConnectionSlot, timeout: Duration) -> Option<Connection> {
-    let res = tokio::time::timeout(timeout, slot.wait_for(|c| c.is_some())).await;
-    match res {
-        Ok(Ok(c)) => c.clone(),
-        _ => None,
-    }
-}
-
-/// Runs until `shutdown` turns true. Returns when the child has been stopped.
+/// Runs until `shutdown` turns true. Returns when the peer has been stopped.
 pub async fn run(
     opts: SupervisorOptions,
-    cursor: CursorFn,
+    connector: Arc<dyn Connector>,
+    cursor: CursorRx,
     events: mpsc::UnboundedSender<SupervisorEvent>,
     slot: watch::Sender<Option<Connection>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let label = opts.spawn.label.clone();
+    let label = opts.label.clone();
     let mut backoff = opts.backoff_initial;
     // Highest rowid handed to the gateway by this supervisor (the durable cursor may lag it).
-    let mut position: i64 = 0;
+    let mut position: Option<i64> = None;
     let mut first_start = true;
     let mut reported_not_found = false;
+    let mut epoch = 0;
     loop {
         if *shutdown.borrow() {
             return;
         }
         let started = Instant::now();
-        let outcome = match ImsgProcess::spawn(&opts.spawn) {
-            Ok(proc_) => {
+        let outcome = match connector.connect() {
+            Ok(link) => {
                 reported_not_found = false;
-                tracing::info!(account = %label, pid = proc_.child.id(),
-                    "started {} {}", opts.spawn.cli_path, opts.spawn.args().join(" "));
+                epoch += 1;
+                tracing::info!(account = %label, pid = ?link.pid, "started {}", connector.describe());
                 let mut session = Session {
                     opts: &opts,
                     events: &events,
@@ -131,8 +143,9 @@ pub async fn run(
                     first_start,
                     cursor: &cursor,
                     restart: Arc::new(Notify::new()),
+                    epoch,
                 };
-                let o = session.run(proc_, &mut shutdown).await;
+                let o = session.run(link, &mut shutdown).await;
                 first_start = false;
                 o
             }
@@ -186,41 +199,54 @@ struct Session<'a> {
     opts: &'a SupervisorOptions,
     events: &'a mpsc::UnboundedSender<SupervisorEvent>,
     slot: &'a watch::Sender<Option<Connection>>,
-    position: &'a mut i64,
+    position: &'a mut Option<i64>,
     first_start: bool,
-    cursor: &'a CursorFn,
+    cursor: &'a CursorRx,
     restart: Arc<Notify>,
+    epoch: u64,
 }
+
+/// Two options' maximum, where `None` is "nothing known".
+fn later(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// How many steps the search for an unreadable row may take before giving up on it (each
+/// is one `messages.after`; 2×40 covers any rowid gap).
+const NARROW_MAX_STEPS: u32 = 80;
 
 impl Session<'_> {
     fn label(&self) -> &str {
-        &self.opts.spawn.label
+        &self.opts.label
     }
 
-    async fn run(
-        &mut self,
-        mut proc_: ImsgProcess,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Outcome {
-        let client = proc_.client.clone();
+    /// Where to resume from: the durable cursor or what this supervisor already handed out.
+    fn resume_point(&self) -> Option<i64> {
+        later(*self.cursor.borrow(), *self.position)
+    }
+
+    fn advance(&mut self, rowid: i64) {
+        *self.position = later(*self.position, Some(rowid));
+    }
+
+    async fn run(&mut self, mut link: Link, shutdown: &mut watch::Receiver<bool>) -> Outcome {
+        let client = link.client.clone();
         let outcome = tokio::select! {
-            o = self.serve(&client, &mut proc_.notifications, shutdown) => o,
-            status = proc_.child.wait() => {
-                let what = match status {
-                    Ok(s) => format!("imsg rpc exited ({s})"),
-                    Err(e) => format!("imsg rpc wait failed: {e}"),
-                };
-                Outcome::Failed(what)
-            }
+            o = self.serve(&client, &mut link.notifications, shutdown) => o,
+            what = link.peer.ended() => Outcome::Failed(what),
         };
         self.slot.send_replace(None);
         match outcome {
             Outcome::Shutdown => {
-                proc_.shutdown(self.opts.shutdown_grace).await;
+                link.peer.shutdown(self.opts.shutdown_grace).await;
                 Outcome::Shutdown
             }
             failed => {
-                proc_.kill().await;
+                link.peer.kill().await;
                 failed
             }
         }
@@ -247,8 +273,15 @@ impl Session<'_> {
         let mut health = tokio::time::interval(self.opts.health_interval);
         health.tick().await;
         let restart = self.restart.clone();
+        let stable = tokio::time::sleep(self.opts.healthy_after);
+        tokio::pin!(stable);
+        let mut reported_stable = false;
         loop {
             tokio::select! {
+                _ = &mut stable, if !reported_stable => {
+                    reported_stable = true;
+                    let _ = self.events.send(SupervisorEvent::Stable);
+                }
                 _ = restart.notified() => {
                     return Outcome::Failed("restart requested (mutation lane blocked)".into());
                 }
@@ -272,7 +305,7 @@ impl Session<'_> {
                     let (method, params) = health_probe(protocol);
                     match client.request_with_timeout(method, params, self.opts.health_timeout).await {
                         Ok(_) => {}
-                        Err(e @ (RpcError::Timeout { .. } | RpcError::Closed | RpcError::Io(_))) => {
+                        Err(e) if e.is_transport() => {
                             return Outcome::Failed(format!("health check failed, imsg stopped answering: {e}"));
                         }
                         Err(e) => tracing::debug!(account = %self.label(), "health check answered with an error: {e}"),
@@ -289,7 +322,7 @@ impl Session<'_> {
         client: &Client,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<(Negotiated, i64)>, String> {
-        let timeout = self.opts.spawn.request_timeout;
+        let timeout = self.opts.request_timeout;
         let mut negotiated = negotiate(client, timeout)
             .await
             .map_err(|e| format!("initialize failed: {e}"))?;
@@ -322,27 +355,41 @@ impl Session<'_> {
         self.slot.send_replace(Some(Connection {
             client: client.clone(),
             protocol: negotiated.protocol,
+            epoch: self.epoch,
             restart: self.restart.clone(),
         }));
         let _ = self.events.send(SupervisorEvent::Connected {
             protocol: negotiated.protocol,
             version: negotiated.version.clone(),
         });
-        let mut from = (self.cursor)().max(*self.position);
+        let mut from = self.resume_point();
+        if from.is_none() {
+            // No cursor yet: pin the tail down and report it before subscribing, so a restart
+            // (of imsg or of the gateway) replays whatever arrives from here on.
+            match find_tail(client, negotiated.protocol).await {
+                Ok(tail) => {
+                    tracing::info!(account = %self.label(), "no cursor yet: watching from the tail, rowid {tail}");
+                    self.advance(tail);
+                    let _ = self.events.send(SupervisorEvent::Position(tail));
+                    from = Some(tail);
+                }
+                Err(e) => tracing::warn!(account = %self.label(),
+                    "no cursor yet and finding the newest message failed ({e}): subscribing at the tail; what arrives before the first message is journaled is not replayed after a restart"),
+            }
+        }
         // Checked once per gateway start (a database is swapped while the gateway is down, far
         // more often than while it runs); it costs a few requests, which a child that crashes
         // after N requests cannot afford on every restart.
-        if from > 0
-            && self.first_start
-            && !cursor_row_exists(client, negotiated.protocol, from).await
-        {
-            if let Some(newest) = newest_rowid(client).await {
-                if newest < from {
-                    tracing::warn!(account = %self.label(),
-                        "the Messages database looks replaced (newest rowid {newest} < cursor {from}); rewinding the cursor to {newest}");
-                    *self.position = newest;
-                    from = newest;
-                    let _ = self.events.send(SupervisorEvent::Rewind(newest));
+        if let Some(cur) = from.filter(|c| *c > 0) {
+            if self.first_start && !cursor_row_exists(client, negotiated.protocol, cur).await {
+                if let Some(newest) = newest_rowid(client).await {
+                    if newest < cur {
+                        tracing::warn!(account = %self.label(),
+                            "the Messages database looks replaced (newest rowid {newest} < cursor {cur}); rewinding the cursor to {newest}");
+                        *self.position = Some(newest);
+                        from = Some(newest);
+                        let _ = self.events.send(SupervisorEvent::Rewind(newest));
+                    }
                 }
             }
         }
@@ -351,25 +398,24 @@ impl Session<'_> {
     }
 
     /// v1: catch up with `messages.after` from `from`, then subscribe from where it ended.
-    /// Legacy: subscribe with `since_rowid` (it replays everything after it).
+    /// Legacy: subscribe with `since_rowid` (it replays everything after it). `from` 0 means
+    /// "from the first row" (the database was empty when the tail was taken).
     async fn resume(
         &mut self,
         client: &Client,
         protocol: Protocol,
-        from: i64,
+        from: Option<i64>,
     ) -> Result<i64, String> {
         let mut since = from;
-        if protocol == Protocol::V1 && from > 0 {
-            since = self.catch_up(client, from).await?;
+        if let (Protocol::V1, Some(f)) = (protocol, from) {
+            since = Some(self.catch_up(client, f).await?);
         }
         // Tapbacks are asked for on purpose: the gateway's own filter then drops them (logged),
         // and the cursor covers them, instead of relying on imsg to leave them out.
         let mut params = json!({"attachments": self.opts.attachments, "include_reactions": true});
-        if since > 0 {
-            params["since_rowid"] = json!(since);
-        } else if !self.first_start {
-            tracing::warn!(account = %self.label(),
-                "no cursor yet: subscribing at the tail; messages that arrived while imsg was down are not replayed");
+        // 0 would mean "at the tail" to imsg; -1 is "from the first row".
+        if let Some(since) = since {
+            params["since_rowid"] = json!(if since > 0 { since } else { -1 });
         }
         let result = client
             .request("watch.subscribe", params)
@@ -381,22 +427,50 @@ impl Session<'_> {
             .ok_or_else(|| {
                 format!("watch.subscribe answered without a subscription id: {result}")
             })?;
-        tracing::info!(account = %self.label(), subscription = sub, since_rowid = since, "watching");
+        tracing::info!(account = %self.label(), subscription = sub, since_rowid = ?since, "watching");
         Ok(sub)
+    }
+
+    async fn page(&self, client: &Client, since: i64, limit: u32) -> Result<Value, RpcError> {
+        client
+            .request(
+                "messages.after",
+                json!({"since_rowid": since, "limit": limit,
+                       "attachments": self.opts.attachments, "include_reactions": true}),
+            )
+            .await
     }
 
     async fn catch_up(&mut self, client: &Client, from: i64) -> Result<i64, String> {
         let mut since = from;
         let mut total = 0usize;
+        // After a page imsg could not read: one row at a time until the bad row is found.
+        let mut single = false;
         loop {
-            let page = client
-                .request(
-                    "messages.after",
-                    json!({"since_rowid": since, "limit": self.opts.catchup_page,
-                           "attachments": self.opts.attachments, "include_reactions": true}),
-                )
-                .await
-                .map_err(|e| format!("messages.after failed: {e}"))?;
+            let limit = if single { 1 } else { self.opts.catchup_page };
+            let page = match self.page(client, since, limit).await {
+                Ok(p) => p,
+                Err(e) if row_level(&e) => {
+                    if !single {
+                        tracing::warn!(account = %self.label(),
+                            "messages.after from rowid {since} failed ({e}); reading one row at a time to find the row imsg cannot read");
+                        single = true;
+                        continue;
+                    }
+                    let bad = self.narrow(client, since).await?;
+                    tracing::error!(account = %self.label(), rowid = bad,
+                        "SKIPPING rowid {bad}: imsg cannot read it ({e}); it will not be answered");
+                    let _ = self.events.send(SupervisorEvent::Unreadable {
+                        rowid: bad,
+                        error: e.to_string(),
+                    });
+                    self.advance(bad);
+                    let _ = self.events.send(SupervisorEvent::Position(bad));
+                    since = bad;
+                    continue;
+                }
+                Err(e) => return Err(format!("messages.after failed: {e}")),
+            };
             let messages = page
                 .get("messages")
                 .and_then(Value::as_array)
@@ -413,15 +487,19 @@ impl Session<'_> {
             total += messages.len();
             for m in messages {
                 if let Some(id) = m.get("id").and_then(Value::as_i64) {
-                    *self.position = (*self.position).max(id);
+                    self.advance(id);
                 }
                 let _ = self.events.send(SupervisorEvent::Message(m));
             }
             let next = next.max(since);
-            *self.position = (*self.position).max(next);
+            self.advance(next);
             let _ = self.events.send(SupervisorEvent::Position(next));
             let moved = next != since;
             since = next;
+            if single && moved {
+                // Back to full pages once past a row that reads; a later failure narrows again.
+                single = false;
+            }
             if !has_more {
                 break;
             }
@@ -435,6 +513,43 @@ impl Session<'_> {
             tracing::info!(account = %self.label(), "caught up {total} message(s) after rowid {from}");
         }
         Ok(since)
+    }
+
+    /// `messages.after {since_rowid: since, limit: 1}` fails: the first row after `since` is
+    /// unreadable, but rowids have gaps, so find it: the smallest `x` whose one-row page reads
+    /// (or is empty) while `x - 1`'s fails is that row. Exponential steps, then bisection.
+    async fn narrow(&self, client: &Client, since: i64) -> Result<i64, String> {
+        let fails = |x: i64| async move {
+            match self.page(client, x, 1).await {
+                Ok(_) => Ok(false),
+                Err(e) if row_level(&e) => Ok(true),
+                Err(e) => Err(format!("messages.after failed: {e}")),
+            }
+        };
+        let mut lo = since; // fails
+        let mut step = 1i64;
+        let mut hi = since + 1;
+        let mut steps = 0;
+        while fails(hi).await? {
+            steps += 1;
+            if steps > NARROW_MAX_STEPS / 2 {
+                return Err(format!(
+                    "imsg cannot read the rows after rowid {since} and no readable row was found"
+                ));
+            }
+            lo = hi;
+            step = step.saturating_mul(2);
+            hi = lo.saturating_add(step);
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fails(mid).await? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(hi)
     }
 
     /// Returns a new subscription id when the stream had to be restarted.
@@ -457,7 +572,7 @@ impl Session<'_> {
                     return Ok(None);
                 };
                 if let Some(id) = msg.get("id").and_then(Value::as_i64) {
-                    *self.position = (*self.position).max(id);
+                    self.advance(id);
                 }
                 let _ = self.events.send(SupervisorEvent::Message(msg));
                 Ok(None)
@@ -466,22 +581,23 @@ impl Session<'_> {
                 if sub_of(&note.params).is_some_and(|s| s != subscription) {
                     return Ok(None);
                 }
+                let known = self.resume_point().unwrap_or(0);
                 let resume = note
                     .params
                     .get("resume_after_rowid")
                     .and_then(Value::as_i64)
-                    .unwrap_or(*self.position);
+                    .unwrap_or(known);
                 tracing::warn!(account = %self.label(), resume_after_rowid = resume, "watch overflowed; catching up");
                 // Replay from the overflow point (never skip); the journal drops what we had.
-                let from = if resume > 0 { resume } else { *self.position };
-                self.resume(client, protocol, from).await.map(Some)
+                let from = if resume > 0 { resume } else { known };
+                self.resume(client, protocol, Some(from)).await.map(Some)
             }
             "error" => {
                 if sub_of(&note.params).is_some_and(|s| s != subscription) {
                     return Ok(None);
                 }
                 tracing::warn!(account = %self.label(), "watch error: {}; re-subscribing", note.params);
-                let from = (self.cursor)().max(*self.position);
+                let from = self.resume_point();
                 self.resume(client, protocol, from).await.map(Some)
             }
             other => {
@@ -490,6 +606,57 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// A failure of one read that another read may not share (a row imsg cannot decode), as
+/// opposed to the connection or the database being down, or imsg being busy.
+fn row_level(e: &RpcError) -> bool {
+    use super::client::{DATABASE_UNAVAILABLE, MUTATION_LANE_BLOCKED};
+    match e {
+        RpcError::Remote { code, .. } => {
+            !matches!(*code, DATABASE_UNAVAILABLE | MUTATION_LANE_BLOCKED | -32000 | -32601)
+        }
+        _ => false,
+    }
+}
+
+/// The rowid to watch from when there is no cursor yet: the newest row now. v1 estimates it
+/// from the most recent chats, then walks `messages.after` to the exact end; legacy (no
+/// `messages.after`) uses the estimate, and the journal and skip rules absorb the few rows
+/// an estimate can replay.
+async fn find_tail(client: &Client, protocol: Protocol) -> Result<i64, String> {
+    let estimate = newest_rowid(client)
+        .await
+        .ok_or_else(|| "chats.list/messages.history did not answer".to_string())?;
+    if protocol != Protocol::V1 {
+        return Ok(estimate);
+    }
+    let mut since = estimate;
+    for _ in 0..10_000 {
+        let page = client
+            .request(
+                "messages.after",
+                json!({"since_rowid": since, "limit": 500, "include_reactions": true}),
+            )
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            // An unreadable row near the tail: the catch-up that follows narrows it down.
+            Err(e) if row_level(&e) => return Ok(since),
+            Err(e) => return Err(e.to_string()),
+        };
+        let next = page
+            .get("next_rowid")
+            .and_then(Value::as_i64)
+            .unwrap_or(since)
+            .max(since);
+        let more = page.get("has_more").and_then(Value::as_bool) == Some(true);
+        if !more || next == since {
+            return Ok(next);
+        }
+        since = next;
+    }
+    Ok(since)
 }
 
 /// v1 only: whether the database still holds the cursor's row or anything after it, in which

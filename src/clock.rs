@@ -1,0 +1,69 @@
+//! The runtime's wall clock, as a dependency: production reads the system time, tests and the
+//! simulator set it. Timers and timeouts are tokio's (paused and advanced in tests); this
+//! clock answers only "what time is it", for windows such as the echo guard's.
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub trait Clock: Send + Sync + Debug {
+    fn now_ms(&self) -> u64;
+}
+
+/// The system time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    ms: AtomicU64,
+}
+
+impl ManualClock {
+    pub fn at(ms: u64) -> ManualClock {
+        ManualClock {
+            ms: AtomicU64::new(ms),
+        }
+    }
+
+    pub fn set(&self, ms: u64) {
+        self.ms.store(ms, Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, ms: u64) {
+        self.ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.ms.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let c = ManualClock::at(1_000);
+        assert_eq!(c.now_ms(), 1_000);
+        c.advance(3_600_000);
+        assert_eq!(c.now_ms(), 3_601_000);
+        c.set(5);
+        assert_eq!(c.now_ms(), 5);
+        assert!(SystemClock.now_ms() > 1_700_000_000_000);
+    }
+}
