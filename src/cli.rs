@@ -198,15 +198,19 @@ async fn status(cli: &Cli, do_probe: bool, as_json: bool) -> i32 {
     let mut code = 0;
     let mut accounts = Vec::new();
     for account in &config.accounts {
-        let (cursor, counts) = match &store {
-            Some(s) => match (s.cursor(&account.id), s.counts(Some(&account.id))) {
-                (Ok(c), Ok(n)) => (c, n),
-                (Err(e), _) | (_, Err(e)) => {
+        let (cursor, counts, health) = match &store {
+            Some(s) => match (
+                s.cursor(&account.id),
+                s.counts(Some(&account.id)),
+                s.health(&account.id),
+            ) {
+                (Ok(c), Ok(n), Ok(h)) => (c, n, h),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                     eprintln!("error: {e}");
                     return 1;
                 }
             },
-            None => (0, Default::default()),
+            None => (0, Default::default(), None),
         };
         let mut entry = json!({
             "id": account.id,
@@ -215,6 +219,8 @@ async fn status(cli: &Cli, do_probe: bool, as_json: bool) -> i32 {
             "db_path": account.db_path,
             "cursor": cursor,
             "journal": counts,
+            "health": health,
+            "problem": health.as_ref().and_then(health_problem),
         });
         if do_probe && account.enabled {
             let report = probe(
@@ -269,6 +275,9 @@ async fn status(cli: &Cli, do_probe: bool, as_json: bool) -> i32 {
             a["cursor"],
             journal
         );
+        if let Some(p) = a["problem"].as_str() {
+            println!("  problem: {p}");
+        }
         if let Some(p) = a.get("probe") {
             if p["ok"].as_bool() == Some(true) {
                 println!(
@@ -285,6 +294,31 @@ async fn status(cli: &Cli, do_probe: bool, as_json: bool) -> i32 {
         }
     }
     code
+}
+
+/// Failures in a row that count as "restarting in a loop".
+const RESTART_LOOP: i64 = 3;
+
+/// What `status` should shout about an account, from what the running gateway recorded.
+fn health_problem(h: &crate::state::Health) -> Option<String> {
+    let mut parts = Vec::new();
+    if h.failures_in_a_row >= RESTART_LOOP {
+        parts.push(format!(
+            "imsg is restarting in a loop ({} failures in a row, {} since the gateway started); last error at {}: {}",
+            h.failures_in_a_row,
+            h.restarts,
+            h.last_error_at.as_deref().unwrap_or("?"),
+            h.last_error.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if h.skipped_rows > 0 {
+        parts.push(format!(
+            "{} row(s) imsg could not read were skipped (last: rowid {}); they were not answered",
+            h.skipped_rows,
+            h.last_skipped_rowid.map_or("?".into(), |r| r.to_string())
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 async fn chats(cli: &Cli, limit: u32, as_json: bool) -> i32 {

@@ -32,8 +32,8 @@ use crate::config::{AccountConfig, Config};
 use crate::imsg::client::{DATABASE_UNAVAILABLE, DELIVERY_OUTCOME_UNKNOWN, MUTATION_LANE_BLOCKED};
 use crate::imsg::supervisor;
 use crate::imsg::{
-    sanitize_params, Connection, ConnectionSlot, Connector, ProcessConnector, RpcError,
-    SpawnSpec, SupervisorEvent, SupervisorOptions,
+    sanitize_params, Connection, ConnectionSlot, Connector, ProcessConnector, RpcError, SpawnSpec,
+    SupervisorEvent, SupervisorOptions,
 };
 use crate::inbound::{self, EchoGuard, InboundMessage, SkipReason};
 use crate::routing::{self, ReplyTarget};
@@ -101,7 +101,8 @@ impl GatewayOptions {
 }
 
 /// Opens an account's imsg: a child process in production, an in-memory imsg in tests.
-pub type ConnectorFor = Arc<dyn Fn(&AccountConfig, &GatewayOptions) -> Arc<dyn Connector> + Send + Sync>;
+pub type ConnectorFor =
+    Arc<dyn Fn(&AccountConfig, &GatewayOptions) -> Arc<dyn Connector> + Send + Sync>;
 
 /// `<cliPath> rpc [--db <dbPath>]` per connection.
 pub fn process_connector() -> ConnectorFor {
@@ -192,7 +193,11 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let lock = DirLock::acquire(&config.state_dir)?;
     let store = Store::open(&config.state_dir)?;
-    tracing::info!("state: {} (lock {})", store.path().display(), lock.path().display());
+    tracing::info!(
+        "state: {} (lock {})",
+        store.path().display(),
+        lock.path().display()
+    );
     // libphonenumber's metadata loads on first use (about half a second in a debug build);
     // pay for it while imsg starts, not while the first person to write waits for a reply.
     let regions: Vec<String> = config.accounts.iter().map(|a| a.region.clone()).collect();
@@ -504,7 +509,8 @@ impl AccountRuntime {
                 Ok(job) => self.dispatch(job, sessions, slot),
                 Err(why) => {
                     tracing::warn!(account = %self.id(), guid = %e.guid, "not resumed after the restart: {why}");
-                    self.finish(&e.guid, JournalStatus::Failed, Some(&why)).await;
+                    self.finish(&e.guid, JournalStatus::Failed, Some(&why))
+                        .await;
                 }
             }
         }
@@ -607,9 +613,7 @@ impl AccountRuntime {
         }
         let now = self.opts.clock.now_ms();
         if self.echo.lock().unwrap().is_mirror(&msg, now) {
-            return self
-                .skip(&msg, &key, SkipReason::MirrorEcho.as_str())
-                .await;
+            return self.skip(&msg, &key, SkipReason::MirrorEcho.as_str()).await;
         }
         if let Decision::Drop { reason } = access::decide(&msg, &self.account) {
             tracing::info!(account = %self.id(), guid = %key, sender = %msg.sender, "dropped: {reason}");
@@ -765,7 +769,11 @@ impl AccountRuntime {
         }
         let text = Value::Array(plan.clone()).to_string();
         let (id, key2) = (self.id().to_string(), key.to_string());
-        match self.db.call(move |s| s.begin_answer(&id, &key2, &text)).await {
+        match self
+            .db
+            .call(move |s| s.begin_answer(&id, &key2, &text))
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 tracing::debug!(account = %self.id(), guid = %key, "already handled; not sending");
@@ -837,7 +845,10 @@ impl AccountRuntime {
                     let why = format!("chunk {k}/{n} may or may not have been delivered, and the chat has no id to check its history; not resent");
                     return self.final_failure(key, &why).await;
                 };
-                match self.find_in_history(&conn, chat, d.after_rowid, &text).await {
+                match self
+                    .find_in_history(&conn, chat, d.after_rowid, &text)
+                    .await
+                {
                     Ok(Some(row)) => {
                         tracing::info!(account = %self.id(), guid = %key,
                             "chunk {k}/{n} was delivered before the interruption (row {row} in chat {chat}); not sending it again");
@@ -1046,5 +1057,47 @@ fn lane_blocked(e: &RpcError) -> bool {
                         == Some("still_in_flight"))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_state_database_locked_longer_than_sqlites_busy_timeout_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(Store::open(dir.path()).unwrap());
+        let other = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        // Longer than the 5 s busy timeout that used to end the gateway.
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5_500));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        db.call(|s| s.set_cursor("default", 5)).await.unwrap();
+        holder.join().unwrap();
+        assert_eq!(db.call(|s| s.cursor("default")).await.unwrap(), 5);
+    }
+
+    #[test]
+    fn only_busy_database_and_retry_safe_errors_are_retried() {
+        let remote = |code: i64, data: Option<Value>| RpcError::Remote {
+            code,
+            message: "x".into(),
+            data,
+        };
+        assert!(retryable(&remote(-32000, None)));
+        assert!(retryable(&remote(-32002, None)));
+        assert!(retryable(&remote(
+            -32603,
+            Some(json!({"retry_safe": true}))
+        )));
+        assert!(!retryable(&remote(-32602, None)));
+        assert!(!retryable(&remote(
+            -32001,
+            Some(json!({"retry_safe": false}))
+        )));
+        assert!(!retryable(&RpcError::Closed));
     }
 }

@@ -142,7 +142,10 @@ pub enum HealthEvent<'a> {
     /// A connection stayed up long enough to count as healthy again.
     Stable,
     Failed(&'a str),
-    Skipped { rowid: i64, error: &'a str },
+    Skipped {
+        rowid: i64,
+        error: &'a str,
+    },
 }
 
 /// What to journal about an inbound message.
@@ -699,7 +702,11 @@ impl DirLock {
                 let pid = pid.trim();
                 return Err(StateError::Locked {
                     dir: dir.to_path_buf(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.to_string() },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.to_string()
+                    },
                 });
             }
             Err(fs::TryLockError::Error(e)) => return Err(io(e)),

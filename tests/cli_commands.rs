@@ -218,6 +218,74 @@ fn status_json_reads_cursor_and_counts_from_the_store() {
 }
 
 #[test]
+fn status_says_when_an_account_restarts_in_a_loop_or_skips_rows() {
+    let s = Setup::new(None);
+    {
+        use imsg_gateway::state::{HealthEvent, Store};
+        let store = Store::open(&s.state_dir()).unwrap();
+        store
+            .record_health("default", &HealthEvent::Started)
+            .unwrap();
+        for _ in 0..4 {
+            store
+                .record_health(
+                    "default",
+                    &HealthEvent::Failed("imsg rpc exited (exit status: 1)"),
+                )
+                .unwrap();
+        }
+        store
+            .record_health(
+                "default",
+                &HealthEvent::Skipped {
+                    rowid: 42,
+                    error: "imsg rpc error -32603 Internal error",
+                },
+            )
+            .unwrap();
+    }
+    let out = s.cmd().arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "imsg is restarting in a loop (4 failures in a row, 4 since the gateway started)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 row(s) imsg could not read were skipped (last: rowid 42)"),
+        "{text}"
+    );
+    let out = s.cmd().args(["status", "--json"]).output().unwrap();
+    let a = &stdout_json(&out)["accounts"][0];
+    assert_eq!(a["health"]["failures_in_a_row"], 4);
+    assert_eq!(a["health"]["skipped_rows"], 1);
+    assert_eq!(a["health"]["last_skipped_rowid"], 42);
+    assert!(a["problem"]
+        .as_str()
+        .unwrap()
+        .contains("restarting in a loop"));
+}
+
+#[test]
+fn a_second_gateway_on_the_same_state_dir_refuses_naming_the_first() {
+    let s = Setup::new(None);
+    let lock = imsg_gateway::state::DirLock::acquire(&s.state_dir()).unwrap();
+    let out = s.cmd().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "another imsg-gateway (pid {}) is already running on state dir {}",
+            std::process::id(),
+            s.state_dir().display()
+        )),
+        "{err}"
+    );
+    drop(lock);
+}
+
+#[test]
 fn status_on_a_corrupt_state_file_names_it() {
     let s = Setup::new(None);
     fs::create_dir_all(s.state_dir()).unwrap();

@@ -12,7 +12,7 @@ pub mod protocol;
 pub mod supervisor;
 
 pub use client::{Client, Notification, RpcError, DEFAULT_TIMEOUT};
+pub use connector::{Connector, Link, Peer, ProcessConnector};
 pub use process::{ImsgProcess, SpawnError, SpawnSpec};
 pub use protocol::{negotiate, sanitize_params, Negotiated, Protocol};
-pub use connector::{Connector, Link, Peer, ProcessConnector};
 pub use supervisor::{Connection, ConnectionSlot, CursorRx, SupervisorEvent, SupervisorOptions};

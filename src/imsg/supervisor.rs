@@ -75,7 +75,10 @@ pub enum SupervisorEvent {
     Rewind(i64),
     /// imsg keeps failing to read this row: it was stepped over (the cursor may move past
     /// it once everything before it is journaled).
-    Unreadable { rowid: i64, error: String },
+    Unreadable {
+        rowid: i64,
+        error: String,
+    },
     /// The connection has stayed up long enough to count as healthy.
     Stable,
     Connected {
@@ -613,9 +616,10 @@ impl Session<'_> {
 fn row_level(e: &RpcError) -> bool {
     use super::client::{DATABASE_UNAVAILABLE, MUTATION_LANE_BLOCKED};
     match e {
-        RpcError::Remote { code, .. } => {
-            !matches!(*code, DATABASE_UNAVAILABLE | MUTATION_LANE_BLOCKED | -32000 | -32601)
-        }
+        RpcError::Remote { code, .. } => !matches!(
+            *code,
+            DATABASE_UNAVAILABLE | MUTATION_LANE_BLOCKED | -32000 | -32601
+        ),
         _ => false,
     }
 }
