@@ -1,0 +1,382 @@
+//! The runtime's promises, in process and under tokio's paused clock: the real gateway
+//! (`gateway::run_with`: supervisor, journal, sessions, sends) against an in-memory imsg
+//! (`support/mem_imsg.rs`) through the connector seam. Minutes of outage and thousands of
+//! kills run in seconds of wall time, and every check reads what the imsg's world holds:
+//! the from-me rows the gateway's sends wrote, per chat.
+
+#[path = "support/mem_imsg.rs"]
+mod mem_imsg;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imsg_gateway::config::Config;
+use imsg_gateway::gateway::{run_with, ConnectorFor, GatewayOptions};
+use imsg_gateway::state::{JournalStatus, Store};
+use mem_imsg::{Faults, Level, MemImsg};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A state dir on tmpfs when there is one: the journal's fsyncs cost nothing there, and
+/// what is tested is the order of commits, not the disk.
+fn state_dir() -> tempfile::TempDir {
+    if Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    }
+}
+
+fn config(state: &Path, extra: &str) -> Config {
+    let text = format!(
+        r#"{{ imessage: {{ cliPath: "mem-imsg", dmPolicy: "open", allowFrom: ["*"] {extra} }},
+             agent: {{ kind: "echo" }}, state: {{ dir: "{}" }} }}"#,
+        state.display()
+    );
+    Config::from_json5_str(&text, "test").expect("test config")
+}
+
+struct Gw {
+    task: JoinHandle<anyhow::Result<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Gw {
+    fn start(cfg: Config, imsg: &MemImsg) -> Gw {
+        let opts = GatewayOptions {
+            request_timeout: Duration::from_secs(2),
+            ..GatewayOptions::default()
+        };
+        let conn = imsg.connector();
+        let connect: ConnectorFor = Arc::new(move |_, _| conn.clone());
+        let (stop, rx) = watch::channel(false);
+        Gw {
+            task: tokio::spawn(run_with(cfg, opts, connect, rx)),
+            stop,
+        }
+    }
+
+    /// Graceful stop; the gateway must exit cleanly.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap().expect("the gateway exits cleanly");
+    }
+
+    /// Like SIGKILL: the gateway's futures are dropped wherever they are.
+    async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Polls `cond` every 50 ms of (paused, auto-advancing) time, for up to `limit`.
+async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} (virtual) waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn replies_in(imsg: &MemImsg, chat: i64) -> Vec<String> {
+    imsg.sent()
+        .into_iter()
+        .filter(|r| r.chat_id == chat)
+        .map(|r| r.text)
+        .collect()
+}
+
+fn subscribed(imsg: &MemImsg) -> usize {
+    imsg.requests()
+        .iter()
+        .filter(|r| r["method"] == "watch.subscribe")
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_waiting_through_a_ten_minute_outage_is_delivered_once_afterwards() {
+    let dir = state_dir();
+    let imsg = MemImsg::new(Level::V1, 1);
+    let gw = Gw::start(config(dir.path(), ""), &imsg);
+    until("the watch", Duration::from_secs(30), || {
+        subscribed(&imsg) > 0
+    })
+    .await;
+    imsg.inject(1, false, "+15550100001", "before");
+    until("the first reply", Duration::from_secs(30), || {
+        replies_in(&imsg, 1).len() == 1
+    })
+    .await;
+    // imsg stays up for reads but every send kills it: the reply waits, reconnect after
+    // reconnect, for ten minutes.
+    imsg.set_faults(Faults {
+        die_on_send: true,
+        ..Faults::default()
+    });
+    imsg.inject(1, false, "+15550100001", "during the outage");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(replies_in(&imsg, 1), vec!["echo: before"]);
+    assert!(imsg.connections() > 20, "imsg was reconnected throughout");
+    imsg.set_faults(Faults::default());
+    until("the waiting reply", Duration::from_secs(60), || {
+        replies_in(&imsg, 1).len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        replies_in(&imsg, 1),
+        vec!["echo: before", "echo: during the outage"]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_cursor_yet_a_restart_replays_what_arrived_meanwhile() {
+    let dir = state_dir();
+    let imsg = MemImsg::new(Level::V1, 2);
+    imsg.inject(1, false, "+15550100001", "old history, never answered");
+    let gw = Gw::start(config(dir.path(), ""), &imsg);
+    until("the watch", Duration::from_secs(30), || {
+        subscribed(&imsg) > 0
+    })
+    .await;
+    // Nothing journaled yet; imsg dies and a message arrives while it is away.
+    imsg.set_faults(Faults {
+        down: true,
+        ..Faults::default()
+    });
+    imsg.kill();
+    imsg.inject(2, false, "+15550100002", "while imsg was down");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    imsg.set_faults(Faults::default());
+    until("the reply", Duration::from_secs(60), || {
+        replies_in(&imsg, 2).len() == 1
+    })
+    .await;
+    assert_eq!(replies_in(&imsg, 2), vec!["echo: while imsg was down"]);
+    assert!(replies_in(&imsg, 1).is_empty(), "history is not answered");
+    gw.stop().await;
+    // And across a gateway restart before the first message: the tail was recorded.
+    let store = Store::open_existing(dir.path()).unwrap().unwrap();
+    assert!(store.cursor_opt("default").unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_gateway_restarted_before_its_first_message_misses_nothing() {
+    let dir = state_dir();
+    let imsg = MemImsg::new(Level::Legacy, 3);
+    imsg.inject(1, false, "+15550100001", "old");
+    let gw = Gw::start(config(dir.path(), ""), &imsg);
+    until("the watch", Duration::from_secs(30), || {
+        subscribed(&imsg) > 0
+    })
+    .await;
+    gw.crash().await;
+    imsg.kill();
+    imsg.inject(1, false, "+15550100001", "while the gateway was down");
+    let gw = Gw::start(config(dir.path(), ""), &imsg);
+    until("the reply", Duration::from_secs(60), || {
+        replies_in(&imsg, 1).len() == 1
+    })
+    .await;
+    assert_eq!(
+        replies_in(&imsg, 1),
+        vec!["echo: while the gateway was down"]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gateway_killed_mid_reply_sends_only_the_missing_chunks_after_a_restart() {
+    for level in [Level::V1, Level::Legacy] {
+        let dir = state_dir();
+        let imsg = MemImsg::new(level, 4);
+        // A 12-character limit: "echo: " + 30 characters is three chunks.
+        let cfg = || config(dir.path(), ", textChunkLimit: 12");
+        let gw = Gw::start(cfg(), &imsg);
+        until("the watch", Duration::from_secs(30), || {
+            subscribed(&imsg) > 0
+        })
+        .await;
+        // imsg carries out the second chunk's send and then freezes: the gateway dies
+        // with chunk 2 on the wire, its outcome unknown to it.
+        imsg.set_faults(Faults {
+            freeze_after_sends: Some(2),
+            ..Faults::default()
+        });
+        imsg.inject(5, false, "+15550100005", "aaaaa bbbbb ccccc ddddd");
+        until("two chunks out", Duration::from_secs(30), || {
+            replies_in(&imsg, 5).len() == 2
+        })
+        .await;
+        gw.crash().await;
+        imsg.kill();
+        imsg.set_faults(Faults::default());
+        let journal = Store::open_existing(dir.path()).unwrap().unwrap();
+        let answering = journal
+            .entries_with("default", JournalStatus::Answering)
+            .unwrap();
+        assert_eq!(answering.len(), 1, "{level:?}: caught mid-reply");
+        assert_eq!(answering[0].sent, 1, "only chunk 1 was acknowledged");
+        let gw = Gw::start(cfg(), &imsg);
+        until("the last chunk", Duration::from_secs(60), || {
+            replies_in(&imsg, 5).len() >= 3
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let got = replies_in(&imsg, 5);
+        assert_eq!(got.len(), 3, "{level:?}: each chunk exactly once: {got:?}");
+        assert_eq!(got.concat().replace(' ', ""), "echo:aaaaabbbbbcccccddddd");
+        let e = journal
+            .entry("default", &imsg.rows()[0].guid)
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.status, JournalStatus::Answered, "{level:?}");
+        gw.stop().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_row_is_skipped_loudly_and_the_account_goes_on() {
+    let dir = state_dir();
+    let imsg = MemImsg::new(Level::V1, 5);
+    let gw = Gw::start(config(dir.path(), ""), &imsg);
+    until("the watch", Duration::from_secs(30), || {
+        subscribed(&imsg) > 0
+    })
+    .await;
+    imsg.inject(1, false, "+15550100001", "first");
+    until("the first reply", Duration::from_secs(30), || {
+        replies_in(&imsg, 1).len() == 1
+    })
+    .await;
+    let bad = imsg.inject_unreadable(1, "+15550100001");
+    imsg.inject(1, false, "+15550100001", "after the bad row");
+    until(
+        "the reply after the bad row",
+        Duration::from_secs(120),
+        || replies_in(&imsg, 1).len() == 2,
+    )
+    .await;
+    assert_eq!(
+        replies_in(&imsg, 1),
+        vec!["echo: first", "echo: after the bad row"]
+    );
+    let store = Store::open_existing(dir.path()).unwrap().unwrap();
+    let e = store
+        .entry("default", &format!("rowid:{bad}"))
+        .unwrap()
+        .expect("the bad row is journaled");
+    assert_eq!(e.status, JournalStatus::Skipped);
+    assert!(e.reason.unwrap().contains("unreadable"));
+    let health = store.health("default").unwrap().unwrap();
+    assert_eq!(health.skipped_rows, 1);
+    assert_eq!(health.last_skipped_rowid, Some(bad));
+    gw.stop().await;
+}
+
+/// The chaos run: `messages` messages across DMs and groups, with imsg killed about
+/// `kills` times (some right after it starts, some with a send carried out but not
+/// answered), garbage lines, dropped, delayed and duplicated lines. Every message must be
+/// answered exactly once, in its own chat.
+async fn chaos(seed: u64, messages: usize, kills: usize) {
+    let dir = state_dir();
+    let imsg = MemImsg::new(Level::V1, seed);
+    let gw = Gw::start(config(dir.path(), ""), &imsg);
+    until("the watch", Duration::from_secs(30), || {
+        subscribed(&imsg) > 0
+    })
+    .await;
+    imsg.set_faults(Faults {
+        kill_per_mille: 2,
+        kill_at_start_per_mille: 100,
+        die_after_send_per_mille: 10,
+        garbage_per_mille: 20,
+        drop_per_mille: 2,
+        max_delay_ms: 30,
+        duplicate: true,
+        ..Faults::default()
+    });
+    let mut rng = seed.max(1);
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut expected: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let every = (messages / kills.max(1)).max(1);
+    let mut killed = 0;
+    for i in 0..messages {
+        let chat = (next() % 24) as i64 + 1;
+        let group = chat > 16;
+        let sender = format!("+1555010{:04}", next() % 50);
+        let text = format!("m{i}");
+        imsg.inject(chat, group, &sender, &text);
+        expected
+            .entry(chat)
+            .or_default()
+            .push(format!("echo: {text}"));
+        if i % every == every - 1 {
+            // Wait for the next imsg to be up (or dead already), then kill it.
+            let before = imsg.connections();
+            if imsg.kill() {
+                killed += 1;
+            }
+            until("imsg to be restarted", Duration::from_secs(60), || {
+                imsg.connections() > before
+            })
+            .await;
+        }
+        if next() % 4 == 0 {
+            tokio::time::sleep(Duration::from_millis(next() % 200)).await;
+        }
+    }
+    imsg.set_faults(Faults::default());
+    let total = messages;
+    until("every reply", Duration::from_secs(24 * 3600), || {
+        imsg.sent().len() >= total
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    // Texts are unique, so each reply names the message it answers.
+    let mut got: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    let all = imsg.sent();
+    for r in &all {
+        got.entry(r.text.as_str()).or_default().push(r.chat_id);
+    }
+    let (mut lost, mut twice, mut wrong_chat) = (0, 0, 0);
+    for (chat, want) in &expected {
+        for w in want {
+            let chats = got.get(w.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            match chats.iter().filter(|c| *c == chat).count() {
+                0 => lost += 1,
+                1 => {}
+                _ => twice += 1,
+            }
+            wrong_chat += chats.iter().filter(|c| *c != chat).count();
+        }
+    }
+    let sent = all.len();
+    eprintln!(
+        "chaos seed {seed}: {messages} messages, {killed} kills by the test, {} deaths by faults, {} connections, {sent} replies",
+        imsg.deaths(),
+        imsg.connections()
+    );
+    assert_eq!(
+        (lost, twice, wrong_chat, sent),
+        (0, 0, 0, messages),
+        "(lost, answered twice, wrong chat, replies)"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn chaos_kills_and_faults_lose_nothing_and_answer_nothing_twice() {
+    chaos(0x5eed, 10_000, 1_000).await;
+}
