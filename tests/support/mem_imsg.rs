@@ -58,6 +58,9 @@ pub struct Faults {
     pub down: bool,
     /// Die on every `send` before carrying it out (imsg up, but sends never get through).
     pub die_on_send: bool,
+    /// Stop reading requests right after answering `initialize` (writes to it fail with a
+    /// broken pipe: they never reach imsg), and die a second later.
+    pub deaf_after_initialize: bool,
     /// After carrying out this many sends (across connections), answer nothing more: a
     /// frozen imsg, for catching the gateway mid-reply.
     pub freeze_after_sends: Option<u64>,
@@ -167,6 +170,12 @@ impl MemImsg {
         w.rows.iter().filter(|r| r.is_from_me).cloned().collect()
     }
 
+    /// How many from-me rows there are (cheap, for polling).
+    pub fn sent_count(&self) -> usize {
+        let w = self.inner.world.lock().unwrap();
+        w.rows.iter().filter(|r| r.is_from_me).count()
+    }
+
     pub fn rows(&self) -> Vec<Row> {
         self.inner.world.lock().unwrap().rows.clone()
     }
@@ -271,8 +280,7 @@ impl MemImsg {
     }
 
     /// One connection: read requests, answer them, run the watch.
-    async fn serve(self, server: tokio::io::DuplexStream) {
-        let (r, w) = tokio::io::split(server);
+    async fn serve(self, r: tokio::io::DuplexStream, w: tokio::io::DuplexStream) {
         let out = Arc::new(tokio::sync::Mutex::new(w));
         let mut lines = BufReader::new(r).lines();
         let mut watches: Vec<JoinHandle<()>> = Vec::new();
@@ -286,6 +294,7 @@ impl MemImsg {
             }
         }
         let mut guard = Guard(Vec::new());
+        let mut deaf = false;
         while let Ok(Some(line)) = lines.next_line().await {
             let Ok(req) = serde_json::from_str::<Value>(&line) else {
                 continue;
@@ -425,6 +434,15 @@ impl MemImsg {
                 Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
             };
             write(&out, &line.to_string()).await;
+            if method == "initialize" && faults.deaf_after_initialize {
+                deaf = true;
+                break;
+            }
+        }
+        if deaf {
+            drop(lines);
+            self.die();
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
@@ -432,7 +450,7 @@ impl MemImsg {
         self,
         sub: i64,
         mut cursor: i64,
-        out: Arc<tokio::sync::Mutex<tokio::io::WriteHalf<tokio::io::DuplexStream>>>,
+        out: Arc<tokio::sync::Mutex<tokio::io::DuplexStream>>,
     ) {
         loop {
             let changed = self.inner.changed.notified();
@@ -464,10 +482,7 @@ impl MemImsg {
     }
 }
 
-async fn write(
-    out: &Arc<tokio::sync::Mutex<tokio::io::WriteHalf<tokio::io::DuplexStream>>>,
-    line: &str,
-) {
+async fn write(out: &Arc<tokio::sync::Mutex<tokio::io::DuplexStream>>, line: &str) {
     let mut w = out.lock().await;
     let _ = w.write_all(line.as_bytes()).await;
     let _ = w.write_all(b"\n").await;
@@ -515,10 +530,12 @@ impl Connector for MemImsg {
 
     fn connect(&self) -> Result<Link, SpawnError> {
         *self.inner.connections.lock().unwrap() += 1;
-        let (ours, theirs) = tokio::io::duplex(1 << 16);
-        let (r, w) = tokio::io::split(ours);
-        let (client, notifications) = Client::new(r, w, Duration::from_secs(10), "mem");
-        let task = tokio::spawn(self.clone().serve(theirs));
+        // One pipe each way, like a child's stdin and stdout: either end can close alone.
+        let (to_imsg, from_gateway) = tokio::io::duplex(1 << 16);
+        let (to_gateway, from_imsg) = tokio::io::duplex(1 << 16);
+        let (client, notifications) =
+            Client::new(from_imsg, to_imsg, Duration::from_secs(10), "mem");
+        let task = tokio::spawn(self.clone().serve(from_gateway, to_gateway));
         *self.inner.current.lock().unwrap() = Some(task.abort_handle());
         Ok(Link {
             client,
