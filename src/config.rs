@@ -2,21 +2,26 @@
 //! name the key path, and resolves each iMessage account with defaults filled in
 //! (DESIGN decision 1).
 //!
-//! Parsing is in two steps: the `json5` crate gives a `serde_json::Value`, then our own walk
-//! checks it. A serde derive would stop at the first problem and describe it in serde's
-//! words; the walk reports every problem as `<key path>: <what is wrong>, got <value>`,
-//! suggests the nearest known key for typos, and checks combinations (`dmPolicy: "open"`
-//! needs `"*"` in `allowFrom`).
+//! Parsing is in two steps: `parse` turns the text into a `serde_json::Value` with the
+//! `json5` crate, refusing duplicate keys, non-finite numbers and nesting deeper than 64
+//! levels, then our own walk checks the value. A serde derive would stop at the
+//! first problem and describe it in serde's words; the walk reports every problem as
+//! `<key path>: <what is wrong>, got <value>`, suggests the nearest known key for typos, and
+//! checks combinations (`dmPolicy: "open"` needs `"*"` in `allowFrom`).
 //!
 //! Accounts: each `imessage.accounts.<id>` overrides the top-level `imessage` keys one by one
 //! (an account's `groups` replaces the top-level map). Unlike the reference (§7.2), schema
 //! defaults are never written into accounts, so a top-level `groupPolicy` reaches them.
+
+mod parse;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde_json::{json, Map, Value};
+
+use parse::ParseError;
 
 /// A config error, always naming the file (origin) and, for bad content, the key path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,12 +223,31 @@ impl Config {
 
     /// Parses and validates config text; `origin` names it in errors (usually the path).
     pub fn from_json5_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let value: Value = json5::from_str(text).map_err(|e| ConfigError::Syntax {
+        let invalid = |message: String| ConfigError::Invalid {
             origin: origin.to_string(),
-            message: e.to_string(),
+            message,
+        };
+        let parsed = parse::parse(text).map_err(|e| match e {
+            ParseError::Syntax(message) => ConfigError::Syntax {
+                origin: origin.to_string(),
+                message,
+            },
+            ParseError::TooDeep => invalid(format!(
+                "config nests deeper than {} levels",
+                parse::MAX_DEPTH
+            )),
+            ParseError::NonFinite { path, literal } => {
+                let what = if path.is_empty() { "the config" } else { &path };
+                invalid(format!("{what}: {literal} is not a finite number"))
+            }
         })?;
         let mut walk = Walk::default();
-        let config = walk.config(&value);
+        // The walk still runs: the tree holds each duplicate's last value, and its problems
+        // are worth reporting in the same pass.
+        for path in parsed.duplicates {
+            walk.err(format!("duplicate key {path}"));
+        }
+        let config = walk.config(&parsed.value);
         if walk.errors.is_empty() {
             let mut config = config.expect("no errors means a config");
             config.warnings = walk.warnings;
@@ -238,10 +262,7 @@ impl Config {
                 walk.errors.join("\n  - ")
             )
         };
-        Err(ConfigError::Invalid {
-            origin: origin.to_string(),
-            message,
-        })
+        Err(invalid(message))
     }
 
     /// `$IMSG_GATEWAY_CONFIG`, else `~/.imsg-gateway/config.json5`.
