@@ -23,6 +23,12 @@ use serde_json::{json, Map, Value};
 
 use parse::ParseError;
 
+/// The largest value of an integer key: far past any sensible setting, and within what each
+/// consumer holds: `usize` on any 32- or 64-bit target (`textChunkLimit`), a byte count in
+/// `u64` (`mediaMaxMb`), a `Duration` (`timeoutMs`), and tokio's semaphore, which panics
+/// above 2^61 permits on 64-bit targets (`maxConcurrency`; larger values used to crash `run`).
+const MAX_INT: u64 = u32::MAX as u64;
+
 /// A config error, always naming the file (origin) and, for bad content, the key path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -596,19 +602,32 @@ impl Walk {
         Some(s)
     }
 
+    /// An integer in `1..=MAX_INT`.
     fn positive_int(&mut self, obj: &Map<String, Value>, path: &str, key: &str) -> Option<At<u64>> {
         let path = join(path, key);
         let v = obj.get(key)?;
         if v.is_null() {
             return None;
         }
-        let n = v.as_u64().or_else(|| {
-            v.as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= u32::MAX as f64)
-                .map(|f| f as u64)
-        });
-        match n {
-            Some(n) if n > 0 => Some(At { value: n, path }),
+        // An integer literal or a float with no fraction (`4e3`), both judged by one bound.
+        // The casts are exact wherever it matters: f64 holds every integer up to MAX_INT.
+        let whole = match (v.as_u64(), v.as_f64()) {
+            (Some(n), _) => Some(n as f64),
+            (None, Some(f)) if f.fract() == 0.0 => Some(f),
+            _ => None,
+        };
+        match whole {
+            Some(f) if (1.0..=MAX_INT as f64).contains(&f) => Some(At {
+                value: f as u64,
+                path,
+            }),
+            Some(f) if f > MAX_INT as f64 => {
+                self.err(format!(
+                    "{path}: expected a positive integer of at most {MAX_INT}, got {}",
+                    show(v)
+                ));
+                None
+            }
             _ => {
                 self.err(format!(
                     "{path}: expected a positive integer, got {}",
@@ -865,7 +884,7 @@ impl Walk {
             include_attachments: self.bool(obj, path, "includeAttachments"),
             media_max_mb: self.positive_int(obj, path, "mediaMaxMb"),
             text_chunk_limit: self.positive_int(obj, path, "textChunkLimit").map(|n| At {
-                value: n.value as usize,
+                value: usize::try_from(n.value).expect("MAX_INT fits usize"),
                 path: n.path,
             }),
             chunk_mode: self.one_of(
@@ -1101,7 +1120,7 @@ impl Walk {
         let timeout_ms =
             val(self.positive_int(obj, "agent", "timeoutMs")).unwrap_or(DEFAULT_AGENT_TIMEOUT_MS);
         let max = val(self.positive_int(obj, "agent", "maxConcurrency"))
-            .map(|n| n as usize)
+            .map(|n| usize::try_from(n).expect("MAX_INT fits usize"))
             .unwrap_or(DEFAULT_AGENT_MAX_CONCURRENCY);
         let command = self.string_list(obj, "agent", "command", false);
         let url = self.non_empty_string(obj, "agent", "url");

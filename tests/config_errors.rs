@@ -388,6 +388,49 @@ fn non_finite_numbers_are_errors_not_defaults() {
 }
 
 #[test]
+fn numbers_out_of_range_are_errors_naming_the_key() {
+    for key in NUMBER_KEYS {
+        for value in ["-1", "0", "-0", "1.5", "-2.5", "0.0001", "-Infinity"] {
+            let e = error(&at(key, value));
+            assert!(e.starts_with(&format!("test.json5: {key}: ")), "{e}");
+        }
+        // Integers and floats are judged by one bound (1e10 was refused, 10000000000 kept).
+        for (value, shown) in [
+            ("4294967296", "4294967296"),
+            ("10000000000", "10000000000"),
+            ("1e10", "10000000000.0"),
+            ("18446744073709551615", "18446744073709551615"),
+            ("18446744073709551616", "1.8446744073709552e+19"),
+            ("2305843009213693952", "2305843009213693952"),
+            ("0x100000000", "4294967296"),
+        ] {
+            assert_eq!(
+                error(&at(key, value)),
+                format!(
+                    "test.json5: {key}: expected a positive integer of at most 4294967295, got {shown}"
+                ),
+                "{value}"
+            );
+        }
+        assert_eq!(
+            error(&at(key, "-7")),
+            format!("test.json5: {key}: expected a positive integer, got -7")
+        );
+        assert_eq!(
+            error(&at(key, "2.5")),
+            format!("test.json5: {key}: expected a positive integer, got 2.5")
+        );
+    }
+    let c = load(
+        "{imessage: {textChunkLimit: 4294967295, mediaMaxMb: 4e3}, agent: {maxConcurrency: 0x10, timeoutMs: +1}}",
+    )
+    .unwrap();
+    assert_eq!(c.accounts[0].text_chunk_limit, 4_294_967_295);
+    assert_eq!(c.accounts[0].media_max_mb, 4000);
+    assert_eq!(c.agent_max_concurrency, 16);
+}
+
+#[test]
 fn duplicate_keys_are_errors_naming_the_key_path() {
     assert_eq!(
         error(r#"{imessage: {dmPolicy: "open", dmPolicy: "pairing"}}"#),
