@@ -7,7 +7,8 @@
 //! levels, then our own walk checks the value. A serde derive would stop at the
 //! first problem and describe it in serde's words; the walk reports every problem as
 //! `<key path>: <what is wrong>, got <value>`, suggests the nearest known key for typos, and
-//! checks combinations (`dmPolicy: "open"` needs `"*"` in `allowFrom`).
+//! checks combinations (`dmPolicy: "open"` needs `"*"` in `allowFrom`). Files larger than
+//! [`MAX_CONFIG_BYTES`] are refused without being read whole.
 //!
 //! Accounts: each `imessage.accounts.<id>` overrides the top-level `imessage` keys one by one
 //! (an account's `groups` replaces the top-level map). Unlike the reference (§7.2), schema
@@ -16,12 +17,17 @@
 mod parse;
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde_json::{json, Map, Value};
 
 use parse::ParseError;
+
+/// The largest config file read. A real one is a few KiB; a mistaken `--config` (a log, a
+/// disk image) must not be read into memory whole.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// The largest value of an integer key: far past any sensible setting, and within what each
 /// consumer holds: `usize` on any 32- or 64-bit target (`textChunkLimit`), a byte count in
@@ -220,9 +226,36 @@ impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        let io = |e: std::io::Error| ConfigError::Io {
             origin: origin.clone(),
             message: e.to_string(),
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut bytes = Vec::new();
+        // One byte past the limit is enough to know the file is too large.
+        (&file)
+            .take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            // A regular file's metadata gives its size; of a pipe we only know it is larger.
+            let size = match file.metadata() {
+                Ok(m) if m.is_file() && m.len() > MAX_CONFIG_BYTES => format!("{} bytes", m.len()),
+                _ => format!("more than {MAX_CONFIG_BYTES} bytes"),
+            };
+            return Err(ConfigError::Invalid {
+                origin,
+                message: format!(
+                    "config file is too large: {size} (the limit is {} MiB)",
+                    MAX_CONFIG_BYTES >> 20
+                ),
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            ))
         })?;
         Config::from_json5_str(&text, &origin)
     }

@@ -486,3 +486,41 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
         "test.json5: unknown key x (known keys: imessage, routing, messages, agent, state)"
     );
 }
+
+#[test]
+fn config_files_over_1_mib_are_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json5");
+    // Valid JSON5 of exactly the limit loads; one byte more does not.
+    let padded = |size: usize| format!("{{}}{}", " ".repeat(size - 2));
+    std::fs::write(&path, padded(1024 * 1024)).unwrap();
+    assert!(Config::load(&path).is_ok());
+    std::fs::write(&path, padded(1024 * 1024 + 1)).unwrap();
+    assert_eq!(
+        Config::load(&path).unwrap_err().to_string(),
+        format!(
+            "{}: config file is too large: 1048577 bytes (the limit is 1 MiB)",
+            path.display()
+        )
+    );
+    // A 10 GiB (sparse) file: only the first MiB is read, so this is quick.
+    let huge = std::fs::File::create(&path).unwrap();
+    huge.set_len(10 << 30).unwrap();
+    drop(huge);
+    assert_eq!(
+        Config::load(&path).unwrap_err().to_string(),
+        format!(
+            "{}: config file is too large: 10737418240 bytes (the limit is 1 MiB)",
+            path.display()
+        )
+    );
+    // Reading in bounded pieces keeps the old message for a file that is not UTF-8.
+    std::fs::write(&path, b"{\xff}").unwrap();
+    assert_eq!(
+        Config::load(&path).unwrap_err().to_string(),
+        format!(
+            "{}: cannot read config: stream did not contain valid UTF-8",
+            path.display()
+        )
+    );
+}
