@@ -2,21 +2,38 @@
 //! name the key path, and resolves each iMessage account with defaults filled in
 //! (DESIGN decision 1).
 //!
-//! Parsing is in two steps: the `json5` crate gives a `serde_json::Value`, then our own walk
-//! checks it. A serde derive would stop at the first problem and describe it in serde's
-//! words; the walk reports every problem as `<key path>: <what is wrong>, got <value>`,
-//! suggests the nearest known key for typos, and checks combinations (`dmPolicy: "open"`
-//! needs `"*"` in `allowFrom`).
+//! Parsing is in two steps: `parse` turns the text into a `serde_json::Value` with the
+//! `json5` crate, refusing duplicate keys, non-finite numbers and nesting deeper than 64
+//! levels, then our own walk checks the value. A serde derive would stop at the
+//! first problem and describe it in serde's words; the walk reports every problem as
+//! `<key path>: <what is wrong>, got <value>`, suggests the nearest known key for typos, and
+//! checks combinations (`dmPolicy: "open"` needs `"*"` in `allowFrom`). Files larger than
+//! [`MAX_CONFIG_BYTES`] are refused without being read whole.
 //!
 //! Accounts: each `imessage.accounts.<id>` overrides the top-level `imessage` keys one by one
 //! (an account's `groups` replaces the top-level map). Unlike the reference (§7.2), schema
 //! defaults are never written into accounts, so a top-level `groupPolicy` reaches them.
 
+mod parse;
+
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde_json::{json, Map, Value};
+
+use parse::ParseError;
+
+/// The largest config file read. A real one is a few KiB; a mistaken `--config` (a log, a
+/// disk image) must not be read into memory whole.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The largest value of an integer key: far past any sensible setting, and within what each
+/// consumer holds: `usize` on any 32- or 64-bit target (`textChunkLimit`), a byte count in
+/// `u64` (`mediaMaxMb`), a `Duration` (`timeoutMs`), and tokio's semaphore, which panics
+/// above 2^61 permits on 64-bit targets (`maxConcurrency`; larger values used to crash `run`).
+const MAX_INT: u64 = u32::MAX as u64;
 
 /// A config error, always naming the file (origin) and, for bad content, the key path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,21 +226,67 @@ impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        let io = |e: std::io::Error| ConfigError::Io {
             origin: origin.clone(),
             message: e.to_string(),
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut bytes = Vec::new();
+        // One byte past the limit is enough to know the file is too large.
+        (&file)
+            .take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            // A regular file's metadata gives its size; of a pipe we only know it is larger.
+            let size = match file.metadata() {
+                Ok(m) if m.is_file() && m.len() > MAX_CONFIG_BYTES => format!("{} bytes", m.len()),
+                _ => format!("more than {MAX_CONFIG_BYTES} bytes"),
+            };
+            return Err(ConfigError::Invalid {
+                origin,
+                message: format!(
+                    "config file is too large: {size} (the limit is {} MiB)",
+                    MAX_CONFIG_BYTES >> 20
+                ),
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            ))
         })?;
         Config::from_json5_str(&text, &origin)
     }
 
     /// Parses and validates config text; `origin` names it in errors (usually the path).
     pub fn from_json5_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let value: Value = json5::from_str(text).map_err(|e| ConfigError::Syntax {
+        let invalid = |message: String| ConfigError::Invalid {
             origin: origin.to_string(),
-            message: e.to_string(),
+            message,
+        };
+        let parsed = parse::parse(text).map_err(|e| match e {
+            ParseError::Syntax(message) => ConfigError::Syntax {
+                origin: origin.to_string(),
+                message,
+            },
+            ParseError::TooDeep => invalid(format!(
+                "config nests deeper than {} levels",
+                parse::MAX_DEPTH
+            )),
+            ParseError::NonFinite { path, literal } => {
+                let what = if path.is_empty() { "the config" } else { &path };
+                invalid(format!("{what}: {literal} is not a finite number"))
+            }
         })?;
         let mut walk = Walk::default();
-        let config = walk.config(&value);
+        // The walk still runs: the tree holds each duplicate's last value, and its problems
+        // are worth reporting in the same pass.
+        for path in parsed.duplicates {
+            walk.err(format!("duplicate key {path}"));
+        }
+        let config = walk.config(&parsed.value);
         if walk.errors.is_empty() {
             let mut config = config.expect("no errors means a config");
             config.warnings = walk.warnings;
@@ -238,10 +301,7 @@ impl Config {
                 walk.errors.join("\n  - ")
             )
         };
-        Err(ConfigError::Invalid {
-            origin: origin.to_string(),
-            message,
-        })
+        Err(invalid(message))
     }
 
     /// `$IMSG_GATEWAY_CONFIG`, else `~/.imsg-gateway/config.json5`.
@@ -575,19 +635,32 @@ impl Walk {
         Some(s)
     }
 
+    /// An integer in `1..=MAX_INT`.
     fn positive_int(&mut self, obj: &Map<String, Value>, path: &str, key: &str) -> Option<At<u64>> {
         let path = join(path, key);
         let v = obj.get(key)?;
         if v.is_null() {
             return None;
         }
-        let n = v.as_u64().or_else(|| {
-            v.as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= u32::MAX as f64)
-                .map(|f| f as u64)
-        });
-        match n {
-            Some(n) if n > 0 => Some(At { value: n, path }),
+        // An integer literal or a float with no fraction (`4e3`), both judged by one bound.
+        // The casts are exact wherever it matters: f64 holds every integer up to MAX_INT.
+        let whole = match (v.as_u64(), v.as_f64()) {
+            (Some(n), _) => Some(n as f64),
+            (None, Some(f)) if f.fract() == 0.0 => Some(f),
+            _ => None,
+        };
+        match whole {
+            Some(f) if (1.0..=MAX_INT as f64).contains(&f) => Some(At {
+                value: f as u64,
+                path,
+            }),
+            Some(f) if f > MAX_INT as f64 => {
+                self.err(format!(
+                    "{path}: expected a positive integer of at most {MAX_INT}, got {}",
+                    show(v)
+                ));
+                None
+            }
             _ => {
                 self.err(format!(
                     "{path}: expected a positive integer, got {}",
@@ -844,7 +917,7 @@ impl Walk {
             include_attachments: self.bool(obj, path, "includeAttachments"),
             media_max_mb: self.positive_int(obj, path, "mediaMaxMb"),
             text_chunk_limit: self.positive_int(obj, path, "textChunkLimit").map(|n| At {
-                value: n.value as usize,
+                value: usize::try_from(n.value).expect("MAX_INT fits usize"),
                 path: n.path,
             }),
             chunk_mode: self.one_of(
@@ -1080,7 +1153,7 @@ impl Walk {
         let timeout_ms =
             val(self.positive_int(obj, "agent", "timeoutMs")).unwrap_or(DEFAULT_AGENT_TIMEOUT_MS);
         let max = val(self.positive_int(obj, "agent", "maxConcurrency"))
-            .map(|n| n as usize)
+            .map(|n| usize::try_from(n).expect("MAX_INT fits usize"))
             .unwrap_or(DEFAULT_AGENT_MAX_CONCURRENCY);
         let command = self.string_list(obj, "agent", "command", false);
         let url = self.non_empty_string(obj, "agent", "url");

@@ -115,6 +115,34 @@ fn config_check_rejects_a_bad_value_naming_the_key() {
 }
 
 #[test]
+fn config_check_rejects_duplicate_keys_and_non_finite_numbers() {
+    let s = Setup::new(None);
+    s.write_config(
+        r#"{ imessage: { dmPolicy: "open", dmPolicy: "pairing", region: "US", region: "GB" } }"#,
+    );
+    let out = s.cmd().args(["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: {}: 2 problems:\n  - duplicate key imessage.dmPolicy\n  - duplicate key imessage.region\n",
+            s.config().display()
+        )
+    );
+    s.write_config("{ imessage: { textChunkLimit: NaN } }");
+    let out = s.cmd().args(["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: {}: imessage.textChunkLimit: NaN is not a finite number\n",
+            s.config().display()
+        )
+    );
+}
+
+#[test]
 fn a_missing_config_file_is_exit_2_naming_the_path() {
     let s = Setup::new(None);
     let missing = s.dir.path().join("nope.json5");

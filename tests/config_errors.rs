@@ -336,3 +336,191 @@ fn default_path_honours_the_environment() {
         _ => assert!(p.ends_with(".imsg-gateway/config.json5")),
     }
 }
+
+/// `{a: {b: <value>}}` for the key path `a.b`.
+fn at(path: &str, value: &str) -> String {
+    path.split('.').rev().fold(value.to_string(), |inner, key| {
+        format!("{{{key}: {inner}}}")
+    })
+}
+
+/// Every key that takes a number, at the top level and in an account.
+const NUMBER_KEYS: &[&str] = &[
+    "imessage.textChunkLimit",
+    "imessage.mediaMaxMb",
+    "agent.timeoutMs",
+    "agent.maxConcurrency",
+    "imessage.accounts.work.textChunkLimit",
+    "imessage.accounts.work.mediaMaxMb",
+];
+
+#[test]
+fn non_finite_numbers_are_errors_not_defaults() {
+    // serde_json has no NaN or infinity: they used to become null, i.e. the default.
+    for key in NUMBER_KEYS {
+        for value in [
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "+Infinity",
+            "1e309",
+            "-1e309",
+        ] {
+            assert_eq!(
+                error(&at(key, value)),
+                format!("test.json5: {key}: {value} is not a finite number")
+            );
+        }
+    }
+    assert_eq!(
+        error("{imessage: {allowFrom: [\"+15550001111\", NaN]}}"),
+        "test.json5: imessage.allowFrom[1]: NaN is not a finite number"
+    );
+    assert_eq!(
+        error("{imessage: {enabled: Infinity}}"),
+        "test.json5: imessage.enabled: Infinity is not a finite number"
+    );
+    // Where the number sits in the file does not matter (json5 reports it by line and column).
+    assert_eq!(
+        error("// config\r\n{\n  agent: {\n\ttimeoutMs:   1e400,\n  },\n}\n"),
+        "test.json5: agent.timeoutMs: 1e400 is not a finite number"
+    );
+}
+
+#[test]
+fn numbers_out_of_range_are_errors_naming_the_key() {
+    for key in NUMBER_KEYS {
+        for value in ["-1", "0", "-0", "1.5", "-2.5", "0.0001", "-Infinity"] {
+            let e = error(&at(key, value));
+            assert!(e.starts_with(&format!("test.json5: {key}: ")), "{e}");
+        }
+        // Integers and floats are judged by one bound (1e10 was refused, 10000000000 kept).
+        for (value, shown) in [
+            ("4294967296", "4294967296"),
+            ("10000000000", "10000000000"),
+            ("1e10", "10000000000.0"),
+            ("18446744073709551615", "18446744073709551615"),
+            ("18446744073709551616", "1.8446744073709552e+19"),
+            ("2305843009213693952", "2305843009213693952"),
+            ("0x100000000", "4294967296"),
+        ] {
+            assert_eq!(
+                error(&at(key, value)),
+                format!(
+                    "test.json5: {key}: expected a positive integer of at most 4294967295, got {shown}"
+                ),
+                "{value}"
+            );
+        }
+        assert_eq!(
+            error(&at(key, "-7")),
+            format!("test.json5: {key}: expected a positive integer, got -7")
+        );
+        assert_eq!(
+            error(&at(key, "2.5")),
+            format!("test.json5: {key}: expected a positive integer, got 2.5")
+        );
+    }
+    let c = load(
+        "{imessage: {textChunkLimit: 4294967295, mediaMaxMb: 4e3}, agent: {maxConcurrency: 0x10, timeoutMs: +1}}",
+    )
+    .unwrap();
+    assert_eq!(c.accounts[0].text_chunk_limit, 4_294_967_295);
+    assert_eq!(c.accounts[0].media_max_mb, 4000);
+    assert_eq!(c.agent_max_concurrency, 16);
+}
+
+#[test]
+fn duplicate_keys_are_errors_naming_the_key_path() {
+    assert_eq!(
+        error(r#"{imessage: {dmPolicy: "open", dmPolicy: "pairing"}}"#),
+        "test.json5: duplicate key imessage.dmPolicy"
+    );
+    // However the key is spelled.
+    assert_eq!(
+        error(r#"{agent: {kind: "echo"}, 'agent': {}}"#),
+        "test.json5: duplicate key agent"
+    );
+    assert_eq!(
+        error(r#"{imessage: {groups: {"12": {}, '\u0031\u0032': {requireMention: true}}}}"#),
+        "test.json5: duplicate key imessage.groups.12"
+    );
+    assert_eq!(
+        error("{imessage: {accounts: {work: {region: \"GB\", region: \"US\"}}}}"),
+        "test.json5: duplicate key imessage.accounts.work.region"
+    );
+    // Listed with the other problems; keys in strings, comments and sibling objects are not
+    // duplicates.
+    let e = error(
+        "{imessage: {textChunkLimit: 1, /* textChunkLimit: 2 */ dmPolicy: 'a, dmPolicy: b', textChunkLimit: 3},\n agent: {timeoutMs: 1}, state: {dir: 'x'}, routing: {groupChat: {}}, state: {dir: 'y'}}",
+    );
+    assert_eq!(
+        e,
+        "test.json5: 3 problems:\n  - duplicate key imessage.textChunkLimit\n  - duplicate key state\n  - imessage.dmPolicy: expected one of \"pairing\", \"allowlist\", \"open\", \"disabled\", got \"a, dmPolicy: b\""
+    );
+    assert!(
+        load("{imessage: {accounts: {a: {region: 'GB'}, b: {region: 'GB'}}, region: 'US'}}")
+            .is_ok()
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_without_overflowing_the_stack() {
+    // Runs on a test thread (2 MiB of stack): the parse must refuse before recursing.
+    for (open, close) in [("{a:", "}"), ("[", "]"), ("{a:[", "]}")] {
+        let deep = format!("{}1{}", open.repeat(50_000), close.repeat(50_000));
+        assert_eq!(
+            error(&deep),
+            "test.json5: config nests deeper than 64 levels"
+        );
+    }
+    // Unterminated, too: the depth is refused on the way in.
+    assert_eq!(
+        error(&"[".repeat(50_000)),
+        "test.json5: config nests deeper than 64 levels"
+    );
+    // 64 levels are fine as far as the parse goes (the walk then names the unknown key).
+    let deep_ok = format!("{{x: {}{}}}", "[".repeat(63), "]".repeat(63));
+    assert_eq!(
+        error(&deep_ok),
+        "test.json5: unknown key x (known keys: imessage, routing, messages, agent, state)"
+    );
+}
+
+#[test]
+fn config_files_over_1_mib_are_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json5");
+    // Valid JSON5 of exactly the limit loads; one byte more does not.
+    let padded = |size: usize| format!("{{}}{}", " ".repeat(size - 2));
+    std::fs::write(&path, padded(1024 * 1024)).unwrap();
+    assert!(Config::load(&path).is_ok());
+    std::fs::write(&path, padded(1024 * 1024 + 1)).unwrap();
+    assert_eq!(
+        Config::load(&path).unwrap_err().to_string(),
+        format!(
+            "{}: config file is too large: 1048577 bytes (the limit is 1 MiB)",
+            path.display()
+        )
+    );
+    // A 10 GiB (sparse) file: only the first MiB is read, so this is quick.
+    let huge = std::fs::File::create(&path).unwrap();
+    huge.set_len(10 << 30).unwrap();
+    drop(huge);
+    assert_eq!(
+        Config::load(&path).unwrap_err().to_string(),
+        format!(
+            "{}: config file is too large: 10737418240 bytes (the limit is 1 MiB)",
+            path.display()
+        )
+    );
+    // Reading in bounded pieces keeps the old message for a file that is not UTF-8.
+    std::fs::write(&path, b"{\xff}").unwrap();
+    assert_eq!(
+        Config::load(&path).unwrap_err().to_string(),
+        format!(
+            "{}: cannot read config: stream did not contain valid UTF-8",
+            path.display()
+        )
+    );
+}
