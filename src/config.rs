@@ -142,6 +142,9 @@ pub struct AccountConfig {
     pub media_max_mb: u64,
     pub text_chunk_limit: usize,
     pub chunk_mode: ChunkMode,
+    /// `imessage.maxChunksPerReply`: a longer reply is cut to this many chunks, the last one
+    /// ending with a visible marker (DESIGN decision 11).
+    pub max_chunks_per_reply: usize,
     /// `routing.groupChat.mentionPatterns` (global, copied into every account).
     pub mention_patterns: Vec<String>,
     /// `messages.responsePrefix` (global, copied into every account).
@@ -167,12 +170,17 @@ impl Default for AccountConfig {
             media_max_mb: 16,
             text_chunk_limit: 4000,
             chunk_mode: ChunkMode::Length,
+            max_chunks_per_reply: DEFAULT_MAX_CHUNKS_PER_REPLY,
             mention_patterns: Vec::new(),
             response_prefix: None,
         }
     }
 }
 
+/// Default cap on chunks per reply (`imessage.maxChunksPerReply`).
+pub const DEFAULT_MAX_CHUNKS_PER_REPLY: usize = 20;
+/// Default cap on an agent's reply (`agent.maxReplyBytes`): 1 MiB.
+pub const DEFAULT_AGENT_MAX_REPLY_BYTES: usize = 1024 * 1024;
 /// Default agent timeout (`agent.timeoutMs`).
 pub const DEFAULT_AGENT_TIMEOUT_MS: u64 = 60_000;
 /// Default bound on concurrent agent calls (`agent.maxConcurrency`).
@@ -312,6 +320,7 @@ fn account_json(a: &AccountConfig) -> Value {
         "mediaMaxMb": a.media_max_mb,
         "textChunkLimit": a.text_chunk_limit,
         "chunkMode": a.chunk_mode.as_str(),
+        "maxChunksPerReply": a.max_chunks_per_reply,
     })
 }
 
@@ -354,6 +363,7 @@ const IMESSAGE_KEYS: &[&str] = &[
     "mediaMaxMb",
     "textChunkLimit",
     "chunkMode",
+    "maxChunksPerReply",
     "accounts",
 ];
 const ACCOUNT_KEYS: &[&str] = &[
@@ -372,6 +382,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "mediaMaxMb",
     "textChunkLimit",
     "chunkMode",
+    "maxChunksPerReply",
 ];
 const GROUP_KEYS: &[&str] = &["requireMention"];
 const ROUTING_KEYS: &[&str] = &["groupChat"];
@@ -405,6 +416,7 @@ struct Layer {
     media_max_mb: Option<At<u64>>,
     text_chunk_limit: Option<At<usize>>,
     chunk_mode: Option<At<ChunkMode>>,
+    max_chunks_per_reply: Option<At<usize>>,
 }
 
 impl Layer {
@@ -432,6 +444,9 @@ impl Layer {
                 .text_chunk_limit
                 .or_else(|| base.text_chunk_limit.clone()),
             chunk_mode: self.chunk_mode.or_else(|| base.chunk_mode.clone()),
+            max_chunks_per_reply: self
+                .max_chunks_per_reply
+                .or_else(|| base.max_chunks_per_reply.clone()),
         }
     }
 }
@@ -856,6 +871,12 @@ impl Walk {
                     ("newline", ChunkMode::Newline),
                 ],
             ),
+            max_chunks_per_reply: self
+                .positive_int(obj, path, "maxChunksPerReply")
+                .map(|n| At {
+                    value: n.value as usize,
+                    path: n.path,
+                }),
         }
     }
 
@@ -970,6 +991,8 @@ impl Walk {
                 media_max_mb: val(layer.media_max_mb).unwrap_or(d.media_max_mb),
                 text_chunk_limit: val(layer.text_chunk_limit).unwrap_or(d.text_chunk_limit),
                 chunk_mode: val(layer.chunk_mode).unwrap_or(d.chunk_mode),
+                max_chunks_per_reply: val(layer.max_chunks_per_reply)
+                    .unwrap_or(d.max_chunks_per_reply),
                 mention_patterns: mention_patterns.clone(),
                 response_prefix: response_prefix.clone(),
             };
