@@ -193,10 +193,14 @@ pub enum AgentConfig {
     Exec {
         command: Vec<String>,
         timeout_ms: u64,
+        /// `agent.maxReplyBytes`: a longer reply is an error, never a half answer.
+        max_reply_bytes: usize,
     },
     Http {
         url: String,
         timeout_ms: u64,
+        /// `agent.maxReplyBytes`, as for `Exec`.
+        max_reply_bytes: usize,
     },
 }
 
@@ -275,9 +279,16 @@ impl Config {
             AgentConfig::Exec {
                 command,
                 timeout_ms,
-            } => json!({"kind": "exec", "command": command, "timeoutMs": timeout_ms}),
-            AgentConfig::Http { url, timeout_ms } => {
-                json!({"kind": "http", "url": url, "timeoutMs": timeout_ms})
+                max_reply_bytes,
+            } => json!({"kind": "exec", "command": command, "timeoutMs": timeout_ms,
+                        "maxReplyBytes": max_reply_bytes}),
+            AgentConfig::Http {
+                url,
+                timeout_ms,
+                max_reply_bytes,
+            } => {
+                json!({"kind": "http", "url": url, "timeoutMs": timeout_ms,
+                       "maxReplyBytes": max_reply_bytes})
             }
         };
         let mut agent = agent;
@@ -388,7 +399,14 @@ const GROUP_KEYS: &[&str] = &["requireMention"];
 const ROUTING_KEYS: &[&str] = &["groupChat"];
 const GROUP_CHAT_KEYS: &[&str] = &["mentionPatterns"];
 const MESSAGES_KEYS: &[&str] = &["responsePrefix"];
-const AGENT_KEYS: &[&str] = &["kind", "command", "url", "timeoutMs", "maxConcurrency"];
+const AGENT_KEYS: &[&str] = &[
+    "kind",
+    "command",
+    "url",
+    "timeoutMs",
+    "maxConcurrency",
+    "maxReplyBytes",
+];
 const STATE_KEYS: &[&str] = &["dir"];
 
 /// A value and the key path it was read from (for error messages about combinations).
@@ -1105,6 +1123,9 @@ impl Walk {
         let max = val(self.positive_int(obj, "agent", "maxConcurrency"))
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_AGENT_MAX_CONCURRENCY);
+        let max_reply_bytes = val(self.positive_int(obj, "agent", "maxReplyBytes"))
+            .map(|n| n as usize)
+            .unwrap_or(DEFAULT_AGENT_MAX_REPLY_BYTES);
         let command = self.string_list(obj, "agent", "command", false);
         let url = self.non_empty_string(obj, "agent", "url");
         if command.is_some() && kind != "exec" {
@@ -1121,12 +1142,19 @@ impl Walk {
             self.warnings
                 .push("agent.timeoutMs is ignored: the echo agent answers at once".into());
         }
+        if kind == "echo" && obj.contains_key("maxReplyBytes") {
+            self.warnings.push(
+                "agent.maxReplyBytes is ignored: the echo agent's reply is the message itself"
+                    .into(),
+            );
+        }
         let agent = match kind {
             "echo" => Some(AgentConfig::Echo),
             "exec" => match command {
                 Some(c) if !c.value.is_empty() => Some(AgentConfig::Exec {
                     command: c.value,
                     timeout_ms,
+                    max_reply_bytes,
                 }),
                 Some(c) => {
                     self.err(format!("{}: must name a program to run, got []", c.path));
@@ -1149,6 +1177,7 @@ impl Walk {
                         Some(AgentConfig::Http {
                             url: t.to_string(),
                             timeout_ms,
+                            max_reply_bytes,
                         })
                     } else {
                         self.err(format!(
