@@ -159,6 +159,9 @@ pub struct AccountConfig {
     pub media_max_mb: u64,
     pub text_chunk_limit: usize,
     pub chunk_mode: ChunkMode,
+    /// `imessage.maxChunksPerReply`: a longer reply is cut to this many chunks, the last one
+    /// ending with a visible marker (DESIGN decision 11).
+    pub max_chunks_per_reply: usize,
     /// `routing.groupChat.mentionPatterns` (global, copied into every account).
     pub mention_patterns: Vec<String>,
     /// `messages.responsePrefix` (global, copied into every account).
@@ -184,12 +187,17 @@ impl Default for AccountConfig {
             media_max_mb: 16,
             text_chunk_limit: 4000,
             chunk_mode: ChunkMode::Length,
+            max_chunks_per_reply: DEFAULT_MAX_CHUNKS_PER_REPLY,
             mention_patterns: Vec::new(),
             response_prefix: None,
         }
     }
 }
 
+/// Default cap on chunks per reply (`imessage.maxChunksPerReply`).
+pub const DEFAULT_MAX_CHUNKS_PER_REPLY: usize = 20;
+/// Default cap on an agent's reply (`agent.maxReplyBytes`): 1 MiB.
+pub const DEFAULT_AGENT_MAX_REPLY_BYTES: usize = 1024 * 1024;
 /// Default agent timeout (`agent.timeoutMs`).
 pub const DEFAULT_AGENT_TIMEOUT_MS: u64 = 60_000;
 /// Default bound on concurrent agent calls (`agent.maxConcurrency`).
@@ -202,10 +210,14 @@ pub enum AgentConfig {
     Exec {
         command: Vec<String>,
         timeout_ms: u64,
+        /// `agent.maxReplyBytes`: a longer reply is an error, never a half answer.
+        max_reply_bytes: usize,
     },
     Http {
         url: String,
         timeout_ms: u64,
+        /// `agent.maxReplyBytes`, as for `Exec`.
+        max_reply_bytes: usize,
     },
 }
 
@@ -327,9 +339,16 @@ impl Config {
             AgentConfig::Exec {
                 command,
                 timeout_ms,
-            } => json!({"kind": "exec", "command": command, "timeoutMs": timeout_ms}),
-            AgentConfig::Http { url, timeout_ms } => {
-                json!({"kind": "http", "url": url, "timeoutMs": timeout_ms})
+                max_reply_bytes,
+            } => json!({"kind": "exec", "command": command, "timeoutMs": timeout_ms,
+                        "maxReplyBytes": max_reply_bytes}),
+            AgentConfig::Http {
+                url,
+                timeout_ms,
+                max_reply_bytes,
+            } => {
+                json!({"kind": "http", "url": url, "timeoutMs": timeout_ms,
+                       "maxReplyBytes": max_reply_bytes})
             }
         };
         let mut agent = agent;
@@ -372,6 +391,7 @@ fn account_json(a: &AccountConfig) -> Value {
         "mediaMaxMb": a.media_max_mb,
         "textChunkLimit": a.text_chunk_limit,
         "chunkMode": a.chunk_mode.as_str(),
+        "maxChunksPerReply": a.max_chunks_per_reply,
     })
 }
 
@@ -414,6 +434,7 @@ const IMESSAGE_KEYS: &[&str] = &[
     "mediaMaxMb",
     "textChunkLimit",
     "chunkMode",
+    "maxChunksPerReply",
     "accounts",
 ];
 const ACCOUNT_KEYS: &[&str] = &[
@@ -432,12 +453,20 @@ const ACCOUNT_KEYS: &[&str] = &[
     "mediaMaxMb",
     "textChunkLimit",
     "chunkMode",
+    "maxChunksPerReply",
 ];
 const GROUP_KEYS: &[&str] = &["requireMention"];
 const ROUTING_KEYS: &[&str] = &["groupChat"];
 const GROUP_CHAT_KEYS: &[&str] = &["mentionPatterns"];
 const MESSAGES_KEYS: &[&str] = &["responsePrefix"];
-const AGENT_KEYS: &[&str] = &["kind", "command", "url", "timeoutMs", "maxConcurrency"];
+const AGENT_KEYS: &[&str] = &[
+    "kind",
+    "command",
+    "url",
+    "timeoutMs",
+    "maxConcurrency",
+    "maxReplyBytes",
+];
 const STATE_KEYS: &[&str] = &["dir"];
 
 /// A value and the key path it was read from (for error messages about combinations).
@@ -465,6 +494,7 @@ struct Layer {
     media_max_mb: Option<At<u64>>,
     text_chunk_limit: Option<At<usize>>,
     chunk_mode: Option<At<ChunkMode>>,
+    max_chunks_per_reply: Option<At<usize>>,
 }
 
 impl Layer {
@@ -492,6 +522,9 @@ impl Layer {
                 .text_chunk_limit
                 .or_else(|| base.text_chunk_limit.clone()),
             chunk_mode: self.chunk_mode.or_else(|| base.chunk_mode.clone()),
+            max_chunks_per_reply: self
+                .max_chunks_per_reply
+                .or_else(|| base.max_chunks_per_reply.clone()),
         }
     }
 }
@@ -929,6 +962,12 @@ impl Walk {
                     ("newline", ChunkMode::Newline),
                 ],
             ),
+            max_chunks_per_reply: self
+                .positive_int(obj, path, "maxChunksPerReply")
+                .map(|n| At {
+                    value: n.value as usize,
+                    path: n.path,
+                }),
         }
     }
 
@@ -1043,6 +1082,8 @@ impl Walk {
                 media_max_mb: val(layer.media_max_mb).unwrap_or(d.media_max_mb),
                 text_chunk_limit: val(layer.text_chunk_limit).unwrap_or(d.text_chunk_limit),
                 chunk_mode: val(layer.chunk_mode).unwrap_or(d.chunk_mode),
+                max_chunks_per_reply: val(layer.max_chunks_per_reply)
+                    .unwrap_or(d.max_chunks_per_reply),
                 mention_patterns: mention_patterns.clone(),
                 response_prefix: response_prefix.clone(),
             };
@@ -1155,6 +1196,9 @@ impl Walk {
         let max = val(self.positive_int(obj, "agent", "maxConcurrency"))
             .map(|n| usize::try_from(n).expect("MAX_INT fits usize"))
             .unwrap_or(DEFAULT_AGENT_MAX_CONCURRENCY);
+        let max_reply_bytes = val(self.positive_int(obj, "agent", "maxReplyBytes"))
+            .map(|n| n as usize)
+            .unwrap_or(DEFAULT_AGENT_MAX_REPLY_BYTES);
         let command = self.string_list(obj, "agent", "command", false);
         let url = self.non_empty_string(obj, "agent", "url");
         if command.is_some() && kind != "exec" {
@@ -1171,12 +1215,19 @@ impl Walk {
             self.warnings
                 .push("agent.timeoutMs is ignored: the echo agent answers at once".into());
         }
+        if kind == "echo" && obj.contains_key("maxReplyBytes") {
+            self.warnings.push(
+                "agent.maxReplyBytes is ignored: the echo agent's reply is the message itself"
+                    .into(),
+            );
+        }
         let agent = match kind {
             "echo" => Some(AgentConfig::Echo),
             "exec" => match command {
                 Some(c) if !c.value.is_empty() => Some(AgentConfig::Exec {
                     command: c.value,
                     timeout_ms,
+                    max_reply_bytes,
                 }),
                 Some(c) => {
                     self.err(format!("{}: must name a program to run, got []", c.path));
@@ -1199,6 +1250,7 @@ impl Walk {
                         Some(AgentConfig::Http {
                             url: t.to_string(),
                             timeout_ms,
+                            max_reply_bytes,
                         })
                     } else {
                         self.err(format!(

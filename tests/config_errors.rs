@@ -82,7 +82,8 @@ fn full_fixture_sets_every_key() {
         c.agent,
         AgentConfig::Exec {
             command: vec!["/usr/local/bin/my-agent".into(), "--json".into()],
-            timeout_ms: 60000
+            timeout_ms: 60000,
+            max_reply_bytes: 1_048_576,
         }
     );
     assert!(c.state_dir.is_absolute() && c.state_dir.ends_with(".imsg-gateway/state"));
@@ -110,7 +111,8 @@ fn multi_account_fixture_overrides_key_by_key() {
         c.agent,
         AgentConfig::Http {
             url: "http://127.0.0.1:8080/reply".into(),
-            timeout_ms: 30000
+            timeout_ms: 30000,
+            max_reply_bytes: 1_048_576,
         }
     );
 }

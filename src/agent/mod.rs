@@ -4,6 +4,15 @@
 //!
 //! Every backend returns `Ok(None)` for "no reply" and an [`AgentError`] that says why a
 //! message got no answer; the gateway logs it and never retries on its own.
+//!
+//! What an agent sends back is bounded (DESIGN decision 11): a reply longer than
+//! `agent.maxReplyBytes` is an error ([`AgentError::ReplyTooLarge`]), not a truncated answer,
+//! because half an answer can say the opposite of the whole one; the exec agent is killed as
+//! soon as it passes the cap. Of an exec agent's stderr only the last
+//! [`STDERR_TAIL_BYTES`] are kept (for the log and the error), though all of it is read so
+//! the agent never blocks on a full pipe. An exec agent runs in its own process group, killed
+//! as a whole when it times out, passes the cap, or exits: an agent run through `sh -c` or a
+//! wrapper leaves nothing running behind it.
 
 mod envelope;
 
@@ -13,10 +22,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use tokio::time::Instant;
 
 use crate::config::AgentConfig;
+use crate::imsg::process::ProcessGroup;
+
+/// How much of an exec agent's stderr is kept: its end, where the error usually is.
+pub const STDERR_TAIL_BYTES: usize = 2 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -40,6 +54,11 @@ pub enum AgentError {
     },
     #[error("agent command is empty (agent.command)")]
     EmptyCommand,
+    /// `agent` names it: `agent command "..."` or `http agent <url>`.
+    #[error(
+        "agent reply exceeded agent.maxReplyBytes ({max} bytes), from {agent}; nothing was sent"
+    )]
+    ReplyTooLarge { agent: String, max: usize },
     #[error("http agent {url}: {detail}")]
     Http { url: String, detail: String },
     #[error("http agent {url} answered {status}: {body}")]
@@ -57,11 +76,13 @@ pub enum Agent {
     Exec {
         command: Vec<String>,
         timeout: Duration,
+        max_reply_bytes: usize,
     },
     Http {
         client: reqwest::Client,
         url: String,
         timeout: Duration,
+        max_reply_bytes: usize,
     },
 }
 
@@ -72,14 +93,21 @@ impl Agent {
             AgentConfig::Exec {
                 command,
                 timeout_ms,
+                max_reply_bytes,
             } => Agent::Exec {
                 command: command.clone(),
                 timeout: Duration::from_millis(*timeout_ms),
+                max_reply_bytes: *max_reply_bytes,
             },
-            AgentConfig::Http { url, timeout_ms } => Agent::Http {
+            AgentConfig::Http {
+                url,
+                timeout_ms,
+                max_reply_bytes,
+            } => Agent::Http {
                 client: reqwest::Client::new(),
                 url: url.clone(),
                 timeout: Duration::from_millis(*timeout_ms),
+                max_reply_bytes: *max_reply_bytes,
             },
         }
     }
@@ -96,12 +124,17 @@ impl Agent {
     pub async fn reply(&self, env: &Envelope) -> Result<Option<String>, AgentError> {
         match self {
             Agent::Echo => Ok(Some(format!("echo: {}", env.text))),
-            Agent::Exec { command, timeout } => run_exec(command, *timeout, env).await,
+            Agent::Exec {
+                command,
+                timeout,
+                max_reply_bytes,
+            } => run_exec(command, *timeout, *max_reply_bytes, env).await,
             Agent::Http {
                 client,
                 url,
                 timeout,
-            } => run_http(client, url, *timeout, env).await,
+                max_reply_bytes,
+            } => run_http(client, url, *timeout, *max_reply_bytes, env).await,
         }
     }
 }
@@ -111,24 +144,106 @@ fn non_empty(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
+/// Reads `r` to its end, or until it has sent more than `max` bytes (`None`; the rest is
+/// left unread).
+async fn read_capped<R: AsyncRead + Unpin>(
+    mut r: R,
+    max: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Some(out));
+        }
+        if out.len() + n > max {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads `r` to its end and keeps only its last `keep` bytes.
+async fn read_tail<R: AsyncRead + Unpin>(mut r: R, keep: usize) -> (Vec<u8>, bool) {
+    let mut tail = Vec::new();
+    let mut cut = false;
+    let mut chunk = vec![0u8; 16 * 1024];
+    while let Ok(n) = r.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&chunk[..n]);
+        // Trim only now and then, so a chatty agent costs a copy per `keep` bytes, not per read.
+        if tail.len() > 2 * keep.max(chunk.len()) {
+            tail.drain(..tail.len() - keep);
+            cut = true;
+        }
+    }
+    if tail.len() > keep {
+        tail.drain(..tail.len() - keep);
+        cut = true;
+    }
+    (tail, cut)
+}
+
+/// The stderr tail as text: trimmed, starting at a character boundary (the cut may have
+/// fallen inside a UTF-8 sequence), `…` in front when the start was dropped.
+fn tail_text(tail: &[u8], cut: bool) -> String {
+    let start = if cut {
+        tail.iter()
+            .take(4)
+            .position(|b| b & 0xC0 != 0x80)
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let text = String::from_utf8_lossy(&tail[start..]);
+    let text = text.trim();
+    if cut && !text.is_empty() {
+        format!("…{text}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// How the wait for an exec agent ended.
+enum Ended {
+    /// The agent exited; its stdout, if it was already read to the end.
+    Exited(std::process::ExitStatus, Option<Vec<u8>>),
+    TooLarge,
+    Failed(std::io::Error),
+}
+
+fn joined<T>(r: Result<std::io::Result<T>, tokio::task::JoinError>) -> std::io::Result<T> {
+    r.map_err(std::io::Error::other)?
+}
+
 async fn run_exec(
     command: &[String],
     timeout: Duration,
+    max_reply_bytes: usize,
     env: &Envelope,
 ) -> Result<Option<String>, AgentError> {
     let (program, args) = command.split_first().ok_or(AgentError::EmptyCommand)?;
     let shown = command.join(" ");
+    let deadline = Instant::now() + timeout;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own group: whatever the agent starts (`sh -c`, a wrapper) is killed with it.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| AgentError::Spawn {
             command: shown.clone(),
             source,
         })?;
+    // Declared after `child`, so it drops first: if this future is dropped, the group is
+    // killed while the leader is unreaped and its id cannot have been reused.
+    let mut group = ProcessGroup::of(&child);
     let input = serde_json::to_vec(env).expect("envelope serialises");
     let mut stdin = child.stdin.take().expect("stdin piped");
     // Written concurrently with reading: a large envelope must not deadlock on a full pipe.
@@ -137,49 +252,128 @@ async fn run_exec(
         let _ = stdin.write_all(b"\n").await;
         let _ = stdin.shutdown().await;
     });
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(source)) => {
-            return Err(AgentError::Io {
-                command: shown,
-                source,
-            })
+    // stdout and stderr are read at once, each by its own task: an agent blocked on one full
+    // pipe while we wait on the other would never finish.
+    let stdout = child.stdout.take().expect("stdout piped");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let mut reply_task = tokio::spawn(read_capped(stdout, max_reply_bytes));
+    let stderr_task = tokio::spawn(read_tail(stderr, STDERR_TAIL_BYTES));
+
+    let ended = tokio::time::timeout_at(deadline, async {
+        let mut reply = None;
+        loop {
+            tokio::select! {
+                r = &mut reply_task, if reply.is_none() => match joined(r) {
+                    Ok(Some(bytes)) => reply = Some(bytes),
+                    Ok(None) => return Ended::TooLarge,
+                    Err(e) => return Ended::Failed(e),
+                },
+                status = child.wait() => return match status {
+                    Ok(status) => Ended::Exited(status, reply),
+                    Err(e) => Ended::Failed(e),
+                },
+            }
         }
-        // Dropping the future drops the child, and kill_on_drop kills it.
-        Err(_) => {
-            writer.abort();
-            return Err(AgentError::Timeout {
-                command: shown,
-                timeout_ms: timeout.as_millis() as u64,
-            });
+    })
+    .await;
+
+    // Whatever happened, nothing of the agent may outlive this call; its pipes close with it.
+    group.kill();
+    writer.abort();
+    let failed = match ended {
+        Ok(Ended::Exited(status, reply)) => Ok((status, reply)),
+        Err(_) => Err(AgentError::Timeout {
+            command: shown.clone(),
+            timeout_ms: timeout.as_millis() as u64,
+        }),
+        Ok(Ended::TooLarge) => Err(AgentError::ReplyTooLarge {
+            agent: format!("agent command {shown:?}"),
+            max: max_reply_bytes,
+        }),
+        Ok(Ended::Failed(source)) => Err(AgentError::Io {
+            command: shown.clone(),
+            source,
+        }),
+    };
+    let (status, reply) = match failed {
+        Ok(done) => done,
+        Err(e) => {
+            // Reap it (the group kill reached it unless it left the group).
+            let _ = child.kill().await;
+            reply_task.abort();
+            stderr_task.abort();
+            return Err(e);
         }
     };
-    let _ = writer.await;
-    if !output.status.success() {
+    // The agent has exited; its output ends once the rest of its group is gone.
+    let reply = match reply {
+        Some(r) => Some(r),
+        None => match tokio::time::timeout_at(deadline, &mut reply_task).await {
+            Ok(r) => joined(r).map_err(|source| AgentError::Io {
+                command: shown.clone(),
+                source,
+            })?,
+            Err(_) => {
+                reply_task.abort();
+                stderr_task.abort();
+                return Err(AgentError::Timeout {
+                    command: shown,
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+        },
+    };
+    let stderr = match tokio::time::timeout_at(deadline, stderr_task).await {
+        Ok(Ok((tail, cut))) => tail_text(&tail, cut),
+        _ => String::new(),
+    };
+    let Some(reply) = reply else {
+        return Err(AgentError::ReplyTooLarge {
+            agent: format!("agent command {shown:?}"),
+            max: max_reply_bytes,
+        });
+    };
+    if !status.success() {
         return Err(AgentError::Exit {
             command: shown,
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            status: status.to_string(),
+            stderr,
         });
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !stderr.trim().is_empty() {
-        tracing::debug!("agent stderr: {}", stderr.trim());
+    if !stderr.is_empty() {
+        tracing::debug!("agent stderr: {stderr}");
     }
-    Ok(non_empty(&String::from_utf8_lossy(&output.stdout)))
+    Ok(non_empty(&String::from_utf8_lossy(&reply)))
+}
+
+/// The response body, read chunk by chunk so a body longer than `max` is never held whole
+/// (`None`). Decoded as UTF-8 (invalid bytes replaced).
+async fn body_capped(
+    resp: &mut reqwest::Response,
+    max: usize,
+) -> Result<Option<String>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(String::from_utf8_lossy(&body).into_owned()))
 }
 
 async fn run_http(
     client: &reqwest::Client,
     url: &str,
     timeout: Duration,
+    max_reply_bytes: usize,
     env: &Envelope,
 ) -> Result<Option<String>, AgentError> {
     let err = |detail: String| AgentError::Http {
         url: url.to_string(),
         detail,
     };
-    let resp = client
+    let mut resp = client
         .post(url)
         .timeout(timeout)
         .json(env)
@@ -198,7 +392,16 @@ async fn run_http(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-    let body = resp.text().await.map_err(|e| err(e.to_string()))?;
+    let body = body_capped(&mut resp, max_reply_bytes)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let Some(body) = body else {
+        // An error page that large is not worth reading either.
+        return Err(AgentError::ReplyTooLarge {
+            agent: format!("http agent {url}"),
+            max: max_reply_bytes,
+        });
+    };
     if !status.is_success() {
         let mut body = body.trim().to_string();
         if body.len() > 300 {
@@ -266,9 +469,18 @@ mod tests {
     }
 
     fn exec(cmd: &[&str], timeout_ms: u64) -> Agent {
+        exec_capped(
+            cmd,
+            timeout_ms,
+            crate::config::DEFAULT_AGENT_MAX_REPLY_BYTES,
+        )
+    }
+
+    fn exec_capped(cmd: &[&str], timeout_ms: u64, max_reply_bytes: usize) -> Agent {
         Agent::Exec {
             command: cmd.iter().map(|s| s.to_string()).collect(),
             timeout: Duration::from_millis(timeout_ms),
+            max_reply_bytes,
         }
     }
 
@@ -355,6 +567,74 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/agent"));
     }
 
+    #[tokio::test]
+    async fn exec_reply_up_to_max_reply_bytes_is_kept_and_longer_is_an_error() {
+        let agent = exec_capped(&["sh", "-c", "printf 0123456789"], 10_000, 10);
+        let r = agent.reply(&envelope("x")).await.unwrap();
+        assert_eq!(r.as_deref(), Some("0123456789"));
+        let agent = exec_capped(&["sh", "-c", "printf 0123456789X"], 10_000, 10);
+        let err = agent.reply(&envelope("x")).await.unwrap_err();
+        assert!(
+            matches!(err, AgentError::ReplyTooLarge { max: 10, .. }),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn exec_endless_stdout_is_stopped_at_the_cap_not_the_timeout() {
+        // `yes` never ends: without a cap this buffers until the timeout.
+        let agent = exec(&["yes"], 60_000);
+        let err = agent.reply(&envelope("x")).await.unwrap_err();
+        assert!(
+            matches!(err, AgentError::ReplyTooLarge { max: 1_048_576, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "agent reply exceeded agent.maxReplyBytes (1048576 bytes), from agent command \"yes\"; nothing was sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn exec_keeps_only_the_tail_of_a_long_stderr() {
+        let script =
+            "head -c 100000 /dev/zero | tr '\\0' e >&2; printf ' the real error' >&2; exit 1";
+        let agent = exec(&["sh", "-c", script], 10_000);
+        let err = agent.reply(&envelope("x")).await.unwrap_err();
+        let AgentError::Exit { stderr, .. } = &err else {
+            panic!("expected Exit, got {err}");
+        };
+        assert!(
+            stderr.len() <= STDERR_TAIL_BYTES + '…'.len_utf8(),
+            "{}",
+            stderr.len()
+        );
+        assert!(
+            stderr.starts_with('…') && stderr.ends_with("eee the real error"),
+            "{stderr}"
+        );
+        assert!(err.to_string().len() < STDERR_TAIL_BYTES + 200);
+    }
+
+    #[tokio::test]
+    async fn exec_a_full_stderr_pipe_does_not_block_the_reply() {
+        // 1 MB on stderr first: far more than a pipe holds, so it must be read meanwhile.
+        let script = "cat >/dev/null; head -c 1000000 /dev/zero >&2; echo done";
+        let agent = exec(&["sh", "-c", script], 10_000);
+        let r = agent.reply(&envelope("x")).await.unwrap();
+        assert_eq!(r.as_deref(), Some("done"));
+    }
+
+    #[test]
+    fn stderr_tail_starts_at_a_char_boundary() {
+        let text = "é".repeat(50);
+        let bytes = text.as_bytes();
+        // A cut one byte into a two-byte 'é'.
+        let tail = tail_text(&bytes[bytes.len() - 9..], true);
+        assert_eq!(tail, format!("…{}", "é".repeat(4)));
+        assert_eq!(tail_text(b"  whole  ", false), "whole");
+    }
+
     /// A one-request HTTP server: answers with `status`, `content_type` and `body`, and hands
     /// back the request body it received.
     async fn serve_once(
@@ -396,6 +676,7 @@ mod tests {
             client: reqwest::Client::new(),
             url,
             timeout: Duration::from_secs(10),
+            max_reply_bytes: crate::config::DEFAULT_AGENT_MAX_REPLY_BYTES,
         }
     }
 
@@ -437,6 +718,23 @@ mod tests {
             }
             other => panic!("expected HttpStatus, got {other}"),
         }
+    }
+
+    #[tokio::test]
+    async fn http_reply_over_max_reply_bytes_is_an_error() {
+        let (url, _s) = serve_once("200 OK", "text/plain", "0123456789X").await;
+        let agent = Agent::Http {
+            client: reqwest::Client::new(),
+            url: url.clone(),
+            timeout: Duration::from_secs(10),
+            max_reply_bytes: 10,
+        };
+        let err = agent.reply(&envelope("x")).await.unwrap_err();
+        assert!(
+            matches!(err, AgentError::ReplyTooLarge { max: 10, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&url), "{err}");
     }
 
     #[tokio::test]

@@ -273,19 +273,134 @@ impl Client {
     }
 }
 
+/// The longest line read from imsg's stdout. A longer line is thrown away as it arrives (never
+/// buffered whole) and reading resumes after its newline: a child that writes without ever
+/// ending the line must not grow the gateway's memory without bound. 4 MiB is far above any
+/// message or chats list imsg sends.
+pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+
+/// What [`LineReader::next_frame`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// A whole line (newline included, or the last bytes before end of stream) is in the buffer.
+    Line,
+    /// The line passed the cap: the buffer holds its first `max` bytes and the rest of the line
+    /// is being discarded. Reported once per line, as soon as the cap is passed.
+    TooLong { so_far: usize },
+    /// The end of an over-long line was reached after `total` bytes; the next frame starts
+    /// a fresh line.
+    Resynced { total: usize },
+    /// End of stream.
+    Eof,
+}
+
+/// Splits a byte stream into lines of at most `max` bytes, in memory bounded by `max` plus
+/// the read buffer whatever the stream sends.
+pub(crate) struct LineReader<R> {
+    inner: BufReader<R>,
+    max: usize,
+    state: Overlong,
+}
+
+/// Where the reader is with respect to an over-long line.
+#[derive(Debug, Clone, Copy)]
+enum Overlong {
+    None,
+    /// Discarding the rest of a line; bytes of it seen so far.
+    Discarding(usize),
+    /// The line's newline has been consumed; `Resynced` is still to be reported.
+    Ended(usize),
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    pub(crate) fn new(reader: R, max: usize) -> Self {
+        LineReader {
+            inner: BufReader::new(reader),
+            max,
+            state: Overlong::None,
+        }
+    }
+
+    /// Clears `buf` and reads the next frame into it.
+    pub(crate) async fn next_frame(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Frame> {
+        buf.clear();
+        if let Overlong::Ended(total) = self.state {
+            self.state = Overlong::None;
+            return Ok(Frame::Resynced { total });
+        }
+        loop {
+            let available = self.inner.fill_buf().await?;
+            if available.is_empty() {
+                if let Overlong::Discarding(total) = self.state {
+                    self.state = Overlong::None;
+                    return Ok(Frame::Resynced { total });
+                }
+                return Ok(if buf.is_empty() {
+                    Frame::Eof
+                } else {
+                    Frame::Line
+                });
+            }
+            let newline = available.iter().position(|b| *b == b'\n');
+            let take = newline.map_or(available.len(), |i| i + 1);
+            if let Overlong::Discarding(seen) = self.state {
+                let seen = seen + take;
+                self.inner.consume(take);
+                if newline.is_some() {
+                    self.state = Overlong::None;
+                    return Ok(Frame::Resynced { total: seen });
+                }
+                self.state = Overlong::Discarding(seen);
+                continue;
+            }
+            if buf.len() + take > self.max {
+                // Keep the head (for the log line) and drop the rest as it comes.
+                let room = self.max - buf.len();
+                buf.extend_from_slice(&available[..room]);
+                let so_far = buf.len() + (take - room);
+                self.inner.consume(take);
+                self.state = if newline.is_some() {
+                    Overlong::Ended(so_far)
+                } else {
+                    Overlong::Discarding(so_far)
+                };
+                return Ok(Frame::TooLong { so_far });
+            }
+            buf.extend_from_slice(&available[..take]);
+            self.inner.consume(take);
+            if newline.is_some() {
+                return Ok(Frame::Line);
+            }
+        }
+    }
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
     inner: &Inner,
     note_tx: mpsc::UnboundedSender<Notification>,
 ) {
-    let mut lines = BufReader::new(reader);
+    let mut lines = LineReader::new(reader, MAX_LINE_BYTES);
     let mut buf = Vec::new();
     loop {
-        buf.clear();
         // Bytes, not `lines()`: a non-UTF-8 line is one bad line, not the end of the stream.
-        match lines.read_until(b'\n', &mut buf).await {
-            Ok(0) => return,
-            Ok(_) => {}
+        match lines.next_frame(&mut buf).await {
+            Ok(Frame::Line) => {}
+            Ok(Frame::Eof) => return,
+            Ok(Frame::TooLong { so_far }) => {
+                // Whatever it was (a response, a notification), it is lost: a request it
+                // answered times out as usual; nothing else is failed because of it.
+                tracing::warn!(client = %inner.label,
+                    "imsg rpc: discarding a stdout line longer than {MAX_LINE_BYTES} bytes ({so_far} bytes so far): {}",
+                    clip(&String::from_utf8_lossy(&buf)));
+                // The head was only for the log line; do not keep 4 MiB allocated for it.
+                buf = Vec::new();
+                continue;
+            }
+            Ok(Frame::Resynced { total }) => {
+                tracing::debug!(client = %inner.label, "imsg rpc: discarded a {total}-byte stdout line; reading on");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(client = %inner.label, "imsg rpc: reading stdout failed: {e}");
                 return;
@@ -609,6 +724,93 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, RpcError::Timeout { .. }), "{err:?}");
         assert_eq!(client.pending_count(), 0);
+    }
+
+    /// 10 MiB without a newline, written in pieces by a task (the pipe holds 64 KiB).
+    fn write_overlong_then(mut out: impl AsyncWrite + Unpin + Send + 'static, after: &'static str) {
+        tokio::spawn(async move {
+            let piece = vec![b'x'; 64 * 1024];
+            for _ in 0..160 {
+                out.write_all(&piece).await.unwrap();
+            }
+            out.write_all(b"\n").await.unwrap();
+            out.write_all(after.as_bytes()).await.unwrap();
+        });
+    }
+
+    #[tokio::test]
+    async fn an_overlong_line_is_discarded_without_buffering_it() {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        write_overlong_then(theirs, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+        let mut lines = LineReader::new(ours, MAX_LINE_BYTES);
+        let mut buf = Vec::new();
+        let frame = lines.next_frame(&mut buf).await.unwrap();
+        assert!(
+            matches!(frame, Frame::TooLong { so_far } if so_far > MAX_LINE_BYTES),
+            "{frame:?}"
+        );
+        // Only the head is kept, never the whole line.
+        assert_eq!(buf.len(), MAX_LINE_BYTES);
+        assert!(buf.capacity() <= 2 * MAX_LINE_BYTES);
+        let frame = lines.next_frame(&mut buf).await.unwrap();
+        assert_eq!(
+            frame,
+            Frame::Resynced {
+                total: 10 * 1024 * 1024 + 1
+            }
+        );
+        assert!(buf.is_empty());
+        assert_eq!(lines.next_frame(&mut buf).await.unwrap(), Frame::Line);
+        assert_eq!(buf, b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+        assert_eq!(lines.next_frame(&mut buf).await.unwrap(), Frame::Eof);
+    }
+
+    #[tokio::test]
+    async fn line_reader_keeps_lines_up_to_the_cap_and_resyncs_after_longer_ones() {
+        let input: &[u8] = b"12345678\n123456789\nok\nlast";
+        let mut lines = LineReader::new(input, 9);
+        let mut buf = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            let frame = lines.next_frame(&mut buf).await.unwrap();
+            seen.push((frame, String::from_utf8(buf.clone()).unwrap()));
+            if frame == Frame::Eof {
+                break;
+            }
+        }
+        let want = [
+            (Frame::Line, "12345678\n"),
+            (Frame::TooLong { so_far: 10 }, "123456789"),
+            (Frame::Resynced { total: 10 }, ""),
+            (Frame::Line, "ok\n"),
+            (Frame::Line, "last"),
+            (Frame::Eof, ""),
+        ];
+        let want: Vec<_> = want.iter().map(|(f, t)| (*f, t.to_string())).collect();
+        assert_eq!(seen, want);
+    }
+
+    #[tokio::test]
+    async fn a_request_is_answered_after_an_overlong_line() {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let (client, _notes) = Client::new(r, w, DEFAULT_TIMEOUT, "test");
+        let (tr, tw) = tokio::io::split(theirs);
+        let c = client.clone();
+        let call = tokio::spawn(async move { c.request("status", json!({})).await });
+        let mut requests = BufReader::new(tr).lines();
+        let req = requests.next_line().await.unwrap().unwrap();
+        assert!(req.contains("\"id\":1"), "{req}");
+        write_overlong_then(
+            tw,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"ok\":true}}\n",
+        );
+        let answer = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("answered within 5 s")
+            .unwrap();
+        assert_eq!(answer.unwrap(), json!({"ok": true}));
+        assert!(!client.is_closed());
     }
 
     #[test]

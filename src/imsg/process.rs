@@ -1,17 +1,70 @@
 //! Spawning `<cliPath> rpc [--db <dbPath>]` and tearing it down.
 //!
-//! The child's stdout feeds a [`Client`], its stderr is logged line by line (never fatal),
-//! and shutdown closes stdin first (an imsg child drains and exits at EOF), then kills it.
+//! The child's stdout feeds a [`Client`], its stderr is logged line by line (never fatal,
+//! each line capped at [`MAX_STDERR_LINE_BYTES`]), and shutdown closes stdin first (an imsg
+//! child drains and exits at EOF), then kills it.
+//!
+//! The child runs in its own process group and is always killed as a group
+//! ([`ProcessGroup`]): a `cliPath` wrapper that runs imsg without `exec` (or an ssh in front
+//! of it) would otherwise leave imsg running after the wrapper is gone. Exec agents
+//! (`crate::agent`) use the same [`ProcessGroup`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use super::client::{Client, Notification};
+use super::client::{Client, Frame, LineReader, Notification};
+
+/// The longest stderr line logged; the rest of a longer line is dropped (its length is
+/// logged). A log line is for a person, and a child must not grow our memory through it.
+pub const MAX_STDERR_LINE_BYTES: usize = 8 * 1024;
+
+/// The process group of a child spawned with `process_group(0)` (its id is the child's pid).
+///
+/// [`ProcessGroup::kill`] sends SIGKILL to every member, once: after the group is gone its id
+/// may be reused, so a second signal could hit a stranger. Dropping an unkilled group kills
+/// it, so no exit path (an error, a dropped future) leaves grandchildren behind.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    pgid: Option<libc::pid_t>,
+}
+
+impl ProcessGroup {
+    /// The group led by `child`; call right after spawning (a reaped child has no id).
+    pub fn of(child: &Child) -> ProcessGroup {
+        // 0 or 1 would name our own group or every process we may signal: never kill those.
+        let pgid = child
+            .id()
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+            .filter(|pid| *pid > 1);
+        ProcessGroup { pgid }
+    }
+
+    /// SIGKILL to the whole group, whether or not its leader has exited; no-op the second
+    /// time. ESRCH (nobody left in the group) is the common, fine case.
+    pub fn kill(&mut self) {
+        let Some(pgid) = self.pgid.take() else {
+            return;
+        };
+        // SAFETY: kill(2) takes two integers and touches none of our memory.
+        let rc = unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ESRCH) {
+                tracing::debug!(pgid, "killing process group failed: {err}");
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
 
 /// How to start the child.
 #[derive(Debug, Clone)]
@@ -55,6 +108,9 @@ pub enum SpawnError {
 
 /// A running `imsg rpc` child with its client.
 pub struct ImsgProcess {
+    /// First, so it drops first: the group is killed while the leader is not yet reaped (its
+    /// id then cannot have been reused).
+    group: ProcessGroup,
     pub child: Child,
     pub client: Client,
     pub notifications: mpsc::UnboundedReceiver<Notification>,
@@ -69,6 +125,8 @@ impl ImsgProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own group, so a wrapper's children can be killed with it (see ProcessGroup).
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
@@ -83,16 +141,31 @@ impl ImsgProcess {
                 }
             }
         })?;
+        let group = ProcessGroup::of(&child);
         let stdin = child.stdin.take().expect("stdin piped");
         let stdout = child.stdout.take().expect("stdout piped");
         let stderr = child.stderr.take().expect("stderr piped");
         let label = spec.label.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let line = strip_ansi(&line);
+            // Bytes, not `lines()`: a line that is not UTF-8 must not stop the draining, or the
+            // child blocks on a full stderr pipe.
+            let mut lines = LineReader::new(stderr, MAX_STDERR_LINE_BYTES);
+            let mut buf = Vec::new();
+            loop {
+                let overlong = match lines.next_frame(&mut buf).await {
+                    Ok(Frame::Line) => None,
+                    Ok(Frame::TooLong { so_far }) => Some(so_far),
+                    Ok(Frame::Resynced { total }) => {
+                        tracing::debug!(account = %label, "imsg rpc stderr: the line above was {total} bytes long");
+                        continue;
+                    }
+                    Ok(Frame::Eof) | Err(_) => break,
+                };
+                let line = strip_ansi(&String::from_utf8_lossy(&buf));
                 let line = line.trim();
-                if !line.is_empty() {
+                if let Some(so_far) = overlong {
+                    tracing::warn!(account = %label, "imsg rpc stderr: {line}… (line longer than {MAX_STDERR_LINE_BYTES} bytes, {so_far} so far; the rest is dropped)");
+                } else if !line.is_empty() {
                     tracing::warn!(account = %label, "imsg rpc stderr: {line}");
                 }
             }
@@ -100,27 +173,36 @@ impl ImsgProcess {
         let (client, notifications) = Client::new(stdout, stdin, spec.request_timeout, &spec.label);
         tracing::debug!(account = %spec.label, pid = child.id(), "started {cli} {}", spec.args().join(" "));
         Ok(ImsgProcess {
+            group,
             child,
             client,
             notifications,
         })
     }
 
-    /// Closes stdin, waits up to `grace` for the child to exit, then kills it.
+    /// Closes stdin, waits up to `grace` for the child to exit, then kills its process group
+    /// (whatever a wrapper left running, or the child itself if it did not exit in time).
     pub async fn shutdown(mut self, grace: Duration) {
         // Bounded: a write blocked on a full pipe holds the writer until its own timeout.
         let _ = tokio::time::timeout(grace, self.client.close_input()).await;
         match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(Ok(status)) => tracing::debug!("imsg rpc exited: {status}"),
+            Ok(Ok(status)) => {
+                tracing::debug!("imsg rpc exited: {status}");
+                self.group.kill();
+            }
             _ => {
+                self.group.kill();
                 let _ = self.child.kill().await;
                 tracing::debug!("imsg rpc killed after {} ms", grace.as_millis());
             }
         }
     }
 
-    /// Kills at once (a child that stopped answering).
+    /// Kills the child's whole process group at once (a child that stopped answering, or one
+    /// that exited and may have left a wrapper's children behind), then reaps the child.
     pub async fn kill(mut self) {
+        self.group.kill();
+        // Also by pid: a leader that moved itself to another group is not reached above.
         let _ = self.child.kill().await;
         let _ = self.child.wait().await;
     }

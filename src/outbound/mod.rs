@@ -1,7 +1,8 @@
 //! Outbound: everything between an agent's reply text and the `send` calls: handle
 //! normalisation ([`normalize_handle`]), send-target parsing ([`parse_target`]), chunking
 //! ([`chunk_text`]) and the reply plan ([`plan_reply`]: response prefix, one `send` params
-//! object per chunk). Pure: nothing here talks to imsg.
+//! object per chunk, at most `imessage.maxChunksPerReply` of them). Pure: nothing here talks
+//! to imsg.
 
 mod chunk;
 mod handle;
@@ -12,6 +13,7 @@ pub use handle::normalize_handle;
 pub use target::{parse_target, Target, TargetError};
 
 use serde_json::{json, Map, Value};
+use unicode_segmentation::UnicodeSegmentation;
 
 use crate::config::AccountConfig;
 use crate::routing::ReplyTarget;
@@ -27,7 +29,47 @@ pub fn apply_prefix(text: &str, prefix: Option<&str>) -> String {
     }
 }
 
+/// Ends the last chunk of a reply cut at `imessage.maxChunksPerReply`, so the person reading
+/// it knows there was more.
+pub const TRUNCATION_MARKER: &str = "… [reply truncated]";
+
+/// Keeps the first `max` chunks; when some are dropped, the last kept chunk is shortened so
+/// that it still fits `limit` chars (0 = no limit) with [`TRUNCATION_MARKER`] at its end.
+/// Returns the chunks and how many were dropped.
+fn cap_chunks(mut chunks: Vec<String>, max: usize, limit: usize) -> (Vec<String>, usize) {
+    let max = max.max(1);
+    if chunks.len() <= max {
+        return (chunks, 0);
+    }
+    let dropped = chunks.len() - max;
+    chunks.truncate(max);
+    let last = chunks.pop().expect("max >= 1");
+    let marker_chars = TRUNCATION_MARKER.chars().count();
+    let (budget, marker) = match limit {
+        0 => (usize::MAX, TRUNCATION_MARKER),
+        // A chunk limit too small for the marker and some text: a bare ellipsis still says it.
+        l if l <= marker_chars => (l - 1, "…"),
+        l => (l - marker_chars, TRUNCATION_MARKER),
+    };
+    // Cut at a grapheme cluster boundary, as the chunker does.
+    let mut end = 0;
+    let mut used = 0;
+    for (i, g) in last.grapheme_indices(true) {
+        let n = g.chars().count();
+        if used + n > budget {
+            break;
+        }
+        used += n;
+        end = i + g.len();
+    }
+    chunks.push(format!("{}{marker}", last[..end].trim_end()));
+    (chunks, dropped)
+}
+
 /// Prefix on the first chunk only, then chunks; one `send` params object per chunk.
+///
+/// A reply of more than `imessage.maxChunksPerReply` chunks is cut to that many (see
+/// [`TRUNCATION_MARKER`]) with a warning: a runaway agent must not flood a chat.
 ///
 /// Chat targets carry exactly one selector (`chat_id`, `chat_guid` or `chat_identifier`) and
 /// the account's service; handle targets carry `to`, with the service its prefix names
@@ -56,7 +98,19 @@ pub fn plan_reply(text: &str, target: &ReplyTarget, account: &AccountConfig) -> 
             Err(_) => ("to", json!(h.trim())),
         },
     };
-    chunk_text(&full, account.text_chunk_limit, account.chunk_mode)
+    let chunks = chunk_text(&full, account.text_chunk_limit, account.chunk_mode);
+    let total = chunks.len();
+    let (chunks, dropped) = cap_chunks(
+        chunks,
+        account.max_chunks_per_reply,
+        account.text_chunk_limit,
+    );
+    if dropped > 0 {
+        tracing::warn!(account = %account.id,
+            "reply is {total} chunks, more than imessage.maxChunksPerReply ({}): sending {}, dropping {dropped}",
+            account.max_chunks_per_reply, chunks.len());
+    }
+    chunks
         .into_iter()
         .map(|chunk| {
             let mut params = Map::new();
@@ -137,6 +191,63 @@ mod tests {
         let p = &plan_reply("x", &ReplyTarget::Handle("imessage:a@b.c".into()), &a)[0];
         assert_eq!(p["to"], "a@b.c");
         assert_eq!(p["service"], "imessage");
+    }
+
+    /// `n` words of 29 chars: with a 30-char chunk limit, one chunk each.
+    fn words(n: usize) -> String {
+        (0..n)
+            .map(|i| format!("{i:0>29}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn texts(plan: &[Value]) -> Vec<String> {
+        plan.iter()
+            .map(|p| p["text"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_reply_over_max_chunks_is_cut_with_a_visible_marker() {
+        let mut a = account();
+        a.text_chunk_limit = 30;
+        assert_eq!(a.max_chunks_per_reply, 20);
+        let plan = texts(&plan_reply(&words(21), &ReplyTarget::ChatId(1), &a));
+        assert_eq!(plan.len(), 20);
+        let whole = texts(&plan_reply(&words(20), &ReplyTarget::ChatId(1), &a));
+        assert_eq!(plan[..19], whole[..19]);
+        let last = &plan[19];
+        assert!(last.ends_with(TRUNCATION_MARKER), "{last}");
+        assert!(last.chars().count() <= 30, "{last}");
+        // What is left of chunk 20 is its start.
+        assert!(whole[19].starts_with(last.trim_end_matches(TRUNCATION_MARKER)));
+        // Every chunk stays within the limit.
+        assert!(plan.iter().all(|c| c.chars().count() <= 30));
+    }
+
+    #[test]
+    fn a_reply_of_exactly_max_chunks_is_unchanged() {
+        let mut a = account();
+        a.text_chunk_limit = 30;
+        let plan = texts(&plan_reply(&words(20), &ReplyTarget::ChatId(1), &a));
+        assert_eq!(plan.len(), 20);
+        assert_eq!(plan[19], format!("{:0>29}", 19));
+        assert!(plan.iter().all(|c| !c.contains(TRUNCATION_MARKER)));
+    }
+
+    #[test]
+    fn max_chunks_is_per_account_and_survives_tiny_chunk_limits() {
+        let mut a = account();
+        a.text_chunk_limit = 30;
+        a.max_chunks_per_reply = 2;
+        let plan = texts(&plan_reply(&words(5), &ReplyTarget::ChatId(1), &a));
+        assert_eq!(plan.len(), 2);
+        assert!(plan[1].ends_with(TRUNCATION_MARKER));
+        // A limit too small for the marker: an ellipsis, still within the limit.
+        a.text_chunk_limit = 5;
+        a.max_chunks_per_reply = 1;
+        let plan = texts(&plan_reply("aaaaa bbbbb", &ReplyTarget::ChatId(1), &a));
+        assert_eq!(plan, ["aaaa…"]);
     }
 
     #[test]
