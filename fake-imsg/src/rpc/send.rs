@@ -124,7 +124,7 @@ fn resolve(w: &World, target: &Target) -> Result<Option<Resolved>, RpcError> {
     Ok(match target {
         Target::To(h) => Some(Resolved::Direct(h.clone())),
         Target::ChatId(id) => Some(Resolved::Chat(Box::new(
-            w.chat(*id)
+            w.chat_uncounted(*id)
                 .map_err(wrap)?
                 .ok_or_else(|| RpcError::invalid_params(format!("unknown chat_id {id}")))?,
         ))),

@@ -186,7 +186,18 @@ impl World {
     /// Chats selected by `tail` (a WHERE/ORDER/LIMIT over `chat c`), each counted on its own:
     /// for lookups of one chat.
     fn query_chats(&self, tail: &str, params: Vec<Value>) -> Result<Vec<ChatRow>> {
-        let unread = if self.has_read_state() {
+        self.query_chats_counting(tail, params, true)
+    }
+
+    /// [`World::query_chats`]; `unread: false` leaves `unread_count` at 0, which costs a walk
+    /// over the chat's unread rows that a send, growing with the world, must not pay.
+    fn query_chats_counting(
+        &self,
+        tail: &str,
+        params: Vec<Value>,
+        unread: bool,
+    ) -> Result<Vec<ChatRow>> {
+        let unread = if unread && self.has_read_state() {
             UNREAD_ONE
         } else {
             "0"
@@ -217,6 +228,13 @@ impl World {
     pub fn chat(&self, id: i64) -> Result<Option<ChatRow>> {
         Ok(self
             .query_chats("WHERE c.ROWID = ?1", vec![id.into()])?
+            .pop())
+    }
+
+    /// The chat with this ROWID, without its unread count (0): for sends.
+    pub fn chat_uncounted(&self, id: i64) -> Result<Option<ChatRow>> {
+        Ok(self
+            .query_chats_counting("WHERE c.ROWID = ?1", vec![id.into()], false)?
             .pop())
     }
 

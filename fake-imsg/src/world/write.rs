@@ -530,7 +530,7 @@ impl World {
         }
         let tx = self.begin()?;
         let chat = self
-            .chat(spec.chat_id)?
+            .chat_uncounted(spec.chat_id)?
             .ok_or_else(|| WorldError::NotFound(format!("unknown chat id {}", spec.chat_id)))?;
         let service = if spec.service.is_empty() {
             chat.service.clone()
