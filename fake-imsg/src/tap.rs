@@ -3,7 +3,8 @@
 //! The conformance suite uses it as the gateway's `imessage.cliPath` (through a wrapper script)
 //! so outbound assertions can read what the gateway asked imsg to do, whichever imsg runs
 //! behind it. It owns the pass-through and the log format: one JSON object per line,
-//! `{"dir":"in"|"out","ts_ms":<unix ms>,"line":"<raw line>"}`, where `in` is what the caller
+//! `{"dir":"in"|"out","ts_ms":<unix ms>,"ts_us":<unix µs>,"line":"<raw line>"}` (µs for
+//! latency figures), where `in` is what the caller
 //! wrote to the child's stdin and `out` what the child wrote to its stdout. stderr passes
 //! through unrecorded. Each record is written with a single append so several taps (an old
 //! child and its restarted successor) can share one log file.
@@ -54,15 +55,22 @@ pub fn record(dir: Direction, ts_ms: u64, raw: &[u8]) -> String {
     serde_json::json!({ "dir": dir.as_str(), "ts_ms": ts_ms, "line": line }).to_string()
 }
 
+/// [`record`] with a microsecond timestamp, also given as `ts_us`.
+pub fn record_us(dir: Direction, ts_us: u64, raw: &[u8]) -> String {
+    let line = String::from_utf8_lossy(strip_eol(raw));
+    serde_json::json!({ "dir": dir.as_str(), "ts_ms": ts_us / 1000, "ts_us": ts_us, "line": line })
+        .to_string()
+}
+
 fn strip_eol(raw: &[u8]) -> &[u8] {
     let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
     raw.strip_suffix(b"\r").unwrap_or(raw)
 }
 
-fn now_ms() -> u64 {
+fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
 
@@ -72,7 +80,7 @@ struct Log(Arc<Mutex<File>>);
 
 impl Log {
     fn write(&self, dir: Direction, raw: &[u8]) {
-        let mut rec = record(dir, now_ms(), raw);
+        let mut rec = record_us(dir, now_us(), raw);
         rec.push('\n');
         // One write per record: O_APPEND keeps concurrent writers' records whole.
         let mut file = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,6 +184,15 @@ mod tests {
         assert_eq!(v["ts_ms"], 42);
         assert_eq!(v["line"], "{\"id\":1}");
         assert!(!rec.contains('\n'));
+    }
+
+    #[test]
+    fn records_carry_microseconds_beside_milliseconds() {
+        let rec = record_us(Direction::In, 1_234_567, b"x\n");
+        assert_eq!(
+            rec,
+            r#"{"dir":"in","line":"x","ts_ms":1234,"ts_us":1234567}"#
+        );
     }
 
     #[test]

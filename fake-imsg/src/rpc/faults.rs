@@ -36,6 +36,9 @@ pub struct Faults {
     pub mirror_echo: Option<MirrorEcho>,
     /// Watch treats rows injected by others as unjoined for this many ms.
     pub unjoined_ms: Option<u64>,
+    /// The debounce of a subscription that does not ask for one, instead of imsg's 500 ms
+    /// (benchmarks measure the gateway one message at a time without waiting on it).
+    pub default_debounce_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

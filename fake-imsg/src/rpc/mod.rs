@@ -46,7 +46,8 @@ Faults file (JSON5 object, every key optional):
   send_poison_on: N             the Nth send writes its row, answers -32001 still_in_flight, and every later mutation gets -32004
   duplicate_notification: true  write every watch `message` notification twice
   mirror_echo: \"text\"|\"reply_to\"  after each send, write an inbound row in the same chat with the same text, or with U+FFFC text and reply_to_guid = the sent guid
-  unjoined_ms: N                watchers treat rows injected after start as not yet joined to a chat for N ms";
+  unjoined_ms: N                watchers treat rows injected after start as not yet joined to a chat for N ms
+  default_debounce_ms: N        a subscription that names no debounce_ms gets N instead of imsg's 500 (benchmarks)";
 
 /// Protocol choice on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

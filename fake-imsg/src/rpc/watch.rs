@@ -139,13 +139,16 @@ struct Spec {
 
 /// `watch.subscribe` (v1, strict).
 pub fn subscribe_v1(sh: &Arc<Shared>, params: &Map<String, Value>) -> Reply {
-    match parse_v1(params) {
+    match parse_v1(params, sh.faults.default_debounce_ms.unwrap_or(500)) {
         Err(e) => Err(e).into(),
         Ok((mut spec, since)) => start(sh, &mut spec, since, MAX_SUBSCRIPTIONS),
     }
 }
 
-fn parse_v1(params: &Map<String, Value>) -> Result<(Spec, Option<i64>), RpcError> {
+fn parse_v1(
+    params: &Map<String, Value>,
+    default_debounce: u64,
+) -> Result<(Spec, Option<i64>), RpcError> {
     const DEB: &[&str] = &["debounce_ms", "debounceMs"];
     const BUF: &[&str] = &["buffer_limit", "bufferLimit"];
     let p = Strict::new(
@@ -180,7 +183,7 @@ fn parse_v1(params: &Map<String, Value>) -> Result<(Spec, Option<i64>), RpcError
             )));
         }
         Some(n) => n as u64,
-        None => 500,
+        None => default_debounce,
     };
     let buffer_limit = match p.int(BUF)? {
         Some(n) if !(1..=4096).contains(&n) => {
@@ -214,7 +217,7 @@ pub fn subscribe_legacy(sh: &Arc<Shared>, params: &Map<String, Value>) -> Reply 
     let p = Lenient { map: params };
     let deb_key = ["debounce_ms", "debounceMs"].into_iter().find(|k| p.has(k));
     let debounce = match deb_key {
-        None => 500,
+        None => sh.faults.default_debounce_ms.unwrap_or(500),
         Some(k) => match p.int(&[k]) {
             Some(n) if n >= 0 => n as u64,
             _ => {
