@@ -120,6 +120,8 @@ pub fn process_connector() -> ConnectorFor {
 
 /// How long handled GUIDs are remembered.
 const JOURNAL_KEEP_DAYS: i64 = 30;
+/// Most messages ingested (looked up and journaled) in one transaction.
+const INGEST_BATCH: usize = 256;
 /// How many recent rows of a chat are searched for a chunk whose delivery is unknown.
 const RECONCILE_HISTORY: u32 = 100;
 
@@ -399,9 +401,41 @@ impl AccountRuntime {
 
         let mut sessions: Sessions = HashMap::new();
         me.resume_pending(&mut sessions, &slot_rx).await?;
-        while let Some(ev) = ev_rx.recv().await {
+        // Messages that arrived together are ingested together: one read and one commit
+        // for the lot (a catch-up page, a burst), other events in their place in the order.
+        let mut pending: Vec<Value> = Vec::new();
+        while let Some(first) = ev_rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < INGEST_BATCH {
+                match ev_rx.try_recv() {
+                    Ok(ev) => batch.push(ev),
+                    Err(_) => break,
+                }
+            }
+            for ev in batch {
+                let ev = match ev {
+                    SupervisorEvent::Message(raw) => {
+                        pending.push(raw);
+                        continue;
+                    }
+                    other => other,
+                };
+                me.ingest(std::mem::take(&mut pending), &mut sessions, &slot_rx)
+                    .await?;
+                me.on_event(ev).await?;
+            }
+            me.ingest(std::mem::take(&mut pending), &mut sessions, &slot_rx)
+                .await?;
+        }
+        let _ = (&mut sup.0).await;
+        Ok(())
+    }
+
+    async fn on_event(&self, ev: SupervisorEvent) -> anyhow::Result<()> {
+        let me = self;
+        {
             match ev {
-                SupervisorEvent::Message(raw) => me.ingest(raw, &mut sessions, &slot_rx).await?,
+                SupervisorEvent::Message(_) => unreachable!("messages are ingested in batches"),
                 SupervisorEvent::Rewind(rowid) => {
                     let id = me.id().to_string();
                     me.db.call(move |s| s.reset_cursor(&id, rowid)).await?;
@@ -430,7 +464,6 @@ impl AccountRuntime {
                 }
             }
         }
-        let _ = (&mut sup.0).await;
         Ok(())
     }
 
@@ -559,112 +592,149 @@ impl AccountRuntime {
         })
     }
 
-    async fn skip(&self, msg: &InboundMessage, key: &str, reason: &str) -> anyhow::Result<()> {
-        tracing::debug!(account = %self.id(), guid = %key, rowid = msg.rowid, chat_id = ?msg.chat_id,
-            "not answered: {reason}");
-        let (id, key, reason) = (self.id().to_string(), key.to_string(), reason.to_string());
-        let (rowid, chat_id) = (msg.rowid, msg.chat_id);
-        self.db
-            .call(move |s| {
-                s.record_inbound(&Inbound {
-                    account: &id,
-                    guid: &key,
-                    rowid: Some(rowid),
-                    chat_id,
-                    status: JournalStatus::Skipped,
-                    reason: Some(&reason),
-                    payload: None,
-                })
-            })
-            .await?;
-        self.cursor_moved(rowid);
-        Ok(())
-    }
-
     async fn ingest(
         self: &Arc<Self>,
-        raw: Value,
+        raws: Vec<Value>,
         sessions: &mut Sessions,
         slot: &ConnectionSlot,
     ) -> anyhow::Result<()> {
-        let msg = match inbound::parse_message(&raw) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(account = %self.id(), "not answered: {e}");
-                if let Some(id) = raw.get("id").and_then(Value::as_i64) {
-                    self.set_cursor(id).await?;
-                }
-                return Ok(());
-            }
-        };
-        let key = journal_key(&msg);
-        let existing = {
-            let (id, key) = (self.id().to_string(), key.clone());
-            self.db.call(move |s| s.entry(&id, &key)).await?
-        };
-        if let Some(entry) = existing {
-            tracing::debug!(account = %self.id(), guid = %key, "not answered: {} (journal: {})",
-                SkipReason::AlreadyHandled, entry.status.as_str());
-            self.set_cursor(msg.rowid).await?;
+        if raws.is_empty() {
             return Ok(());
         }
-        if let Some(reason) = inbound::skip_reason(&msg) {
-            return self.skip(&msg, &key, reason.as_str()).await;
+        // Rows seen but not journaled (unparsable, already handled) still move the cursor.
+        let mut cursor: Option<i64> = None;
+        let mut parsed = Vec::with_capacity(raws.len());
+        for raw in raws {
+            match inbound::parse_message(&raw) {
+                Ok(m) => parsed.push((journal_key(&m), m, raw)),
+                Err(e) => {
+                    tracing::warn!(account = %self.id(), "not answered: {e}");
+                    if let Some(id) = raw.get("id").and_then(Value::as_i64) {
+                        cursor = Some(cursor.map_or(id, |c| c.max(id)));
+                    }
+                }
+            }
         }
-        let now = self.opts.clock.now_ms();
-        if self.echo.lock().unwrap().is_mirror(&msg, now) {
-            return self.skip(&msg, &key, SkipReason::MirrorEcho.as_str()).await;
-        }
-        if let Decision::Drop { reason } = access::decide(&msg, &self.account) {
-            tracing::info!(account = %self.id(), guid = %key, sender = %msg.sender, "dropped: {reason}");
-            return self.skip(&msg, &key, &format!("access: {reason}")).await;
-        }
-        let Some(target) = routing::reply_target(&msg) else {
-            return self
-                .skip(
-                    &msg,
-                    &key,
-                    "no reply target (no chat id, guid, identifier or sender)",
-                )
-                .await;
+        let keys: Vec<String> = parsed.iter().map(|(k, _, _)| k.clone()).collect();
+        let known = {
+            let id = self.id().to_string();
+            self.db.call(move |s| s.known(&id, &keys)).await?
         };
-        let session = routing::session_key(&msg);
+        struct Row {
+            key: String,
+            msg: InboundMessage,
+            raw: Value,
+            status: JournalStatus,
+            reason: Option<String>,
+            admit: Option<(String, ReplyTarget)>,
+        }
+        let mut rows: Vec<Row> = Vec::new();
+        let mut seen = HashSet::new();
+        for ((key, msg, raw), known) in parsed.into_iter().zip(known) {
+            if known || !seen.insert(key.clone()) {
+                tracing::debug!(account = %self.id(), guid = %key, "not answered: {}",
+                    SkipReason::AlreadyHandled);
+                cursor = Some(cursor.map_or(msg.rowid, |c| c.max(msg.rowid)));
+                continue;
+            }
+            let skip = |reason: String| (JournalStatus::Skipped, Some(reason), None);
+            let now = self.opts.clock.now_ms();
+            let (status, reason, admit) = if let Some(r) = inbound::skip_reason(&msg) {
+                skip(r.as_str().to_string())
+            } else if self.echo.lock().unwrap().is_mirror(&msg, now) {
+                skip(SkipReason::MirrorEcho.as_str().to_string())
+            } else if let Decision::Drop { reason } = access::decide(&msg, &self.account) {
+                tracing::info!(account = %self.id(), guid = %key, sender = %msg.sender, "dropped: {reason}");
+                skip(format!("access: {reason}"))
+            } else if let Some(target) = routing::reply_target(&msg) {
+                (
+                    JournalStatus::Received,
+                    None,
+                    Some((routing::session_key(&msg), target)),
+                )
+            } else {
+                skip("no reply target (no chat id, guid, identifier or sender)".to_string())
+            };
+            if let Some(r) = &reason {
+                tracing::debug!(account = %self.id(), guid = %key, rowid = msg.rowid,
+                    chat_id = ?msg.chat_id, "not answered: {r}");
+            }
+            rows.push(Row {
+                key,
+                msg,
+                raw,
+                status,
+                reason,
+                admit,
+            });
+        }
+        /// What the store thread journals, owned so it can cross to it.
+        struct Owned {
+            guid: String,
+            rowid: i64,
+            chat_id: Option<i64>,
+            status: JournalStatus,
+            reason: Option<String>,
+            payload: Option<String>,
+        }
+        let items: Vec<Owned> = rows
+            .iter()
+            .map(|r| Owned {
+                guid: r.key.clone(),
+                rowid: r.msg.rowid,
+                chat_id: r.msg.chat_id,
+                status: r.status,
+                reason: r.reason.clone(),
+                payload: r.admit.as_ref().map(|_| r.raw.to_string()),
+            })
+            .collect();
         let fresh = {
-            let (id, key, payload) = (self.id().to_string(), key.clone(), raw.to_string());
-            let (rowid, chat_id) = (msg.rowid, msg.chat_id);
+            let id = self.id().to_string();
             self.db
                 .call(move |s| {
-                    s.record_inbound(&Inbound {
-                        account: &id,
-                        guid: &key,
-                        rowid: Some(rowid),
-                        chat_id,
-                        status: JournalStatus::Received,
-                        reason: None,
-                        payload: Some(&payload),
-                    })
+                    let batch: Vec<Inbound<'_>> = items
+                        .iter()
+                        .map(|o| Inbound {
+                            account: &id,
+                            guid: &o.guid,
+                            rowid: Some(o.rowid),
+                            chat_id: o.chat_id,
+                            status: o.status,
+                            reason: o.reason.as_deref(),
+                            payload: o.payload.as_deref(),
+                        })
+                        .collect();
+                    s.record_batch(&id, &batch, cursor)
                 })
                 .await?
         };
-        self.cursor_moved(msg.rowid);
-        if !fresh {
-            return Ok(());
+        let top = rows.iter().map(|r| r.msg.rowid).chain(cursor).max();
+        if let Some(t) = top {
+            self.cursor_moved(t);
         }
-        tracing::info!(account = %self.id(), guid = %key, session = %session, sender = %msg.sender,
-            "admitted message {}", msg.rowid);
-        self.dispatch(
-            Job {
-                key,
-                session,
-                work: Work::Ask {
-                    msg: Box::new(msg),
-                    raw,
-                    target,
+        for (row, fresh) in rows.into_iter().zip(fresh) {
+            let Some((session, target)) = row.admit else {
+                continue;
+            };
+            if !fresh {
+                continue;
+            }
+            tracing::info!(account = %self.id(), guid = %row.key, session = %session,
+                sender = %row.msg.sender, "admitted message {}", row.msg.rowid);
+            self.dispatch(
+                Job {
+                    key: row.key,
+                    session,
+                    work: Work::Ask {
+                        msg: Box::new(row.msg),
+                        raw: row.raw,
+                        target,
+                    },
                 },
-            },
-            sessions,
-            slot,
-        );
+                sessions,
+                slot,
+            );
+        }
         Ok(())
     }
 
@@ -889,6 +959,18 @@ impl AccountRuntime {
                         .lock()
                         .unwrap()
                         .record_sent(d.chat_id, &text, guid.as_deref(), now);
+                    if d.next + 1 == n {
+                        tracing::info!(account = %self.id(), guid = %key, "answered in {n} chunk(s)");
+                        let (id, key2, index) = (self.id().to_string(), key.to_string(), d.next);
+                        let r = self
+                            .db
+                            .call(move |s| s.last_chunk_sent(&id, &key2, index, row))
+                            .await;
+                        if let Err(e) = r {
+                            tracing::error!(account = %self.id(), guid = %key, "journal update failed: {e}");
+                        }
+                        return;
+                    }
                     self.chunk_sent(key, d.next, row).await;
                     if let Some(r) = row {
                         d.after_rowid = d.after_rowid.max(r);

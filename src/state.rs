@@ -184,15 +184,7 @@ impl Store {
 
     /// Opens (creating when needed) `state.db` in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StateError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| StateError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        private_dir(dir)?;
         let path = Self::file_in(dir);
         // Create the file ourselves so it is 0600 from its first byte.
         fs::OpenOptions::new()
@@ -374,27 +366,77 @@ impl Store {
     /// Journals an inbound message and moves the cursor past it, in one transaction.
     /// Returns `false` (and changes nothing but the cursor) when the GUID is already journaled.
     pub fn record_inbound(&mut self, m: &Inbound<'_>) -> Result<bool, StateError> {
+        let inserted = self.record_batch(m.account, std::slice::from_ref(m), None)?;
+        Ok(inserted[0])
+    }
+
+    /// Journals messages that arrived together, and moves the cursor past them (and to
+    /// `cursor`, for rows seen but not journaled), in one transaction: one commit for the
+    /// lot, durability unchanged. Returns, per message, whether it was newly journaled.
+    pub fn record_batch(
+        &mut self,
+        account: &str,
+        items: &[Inbound<'_>],
+        cursor: Option<i64>,
+    ) -> Result<Vec<bool>, StateError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| classify(&path, e))?;
+        let err = |e| classify(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
         let ts = now();
-        let payload = if m.status == JournalStatus::Received {
-            m.payload
-        } else {
-            None
-        };
-        let inserted = tx
-            .execute(
-                "INSERT INTO journal(account, guid, rowid, chat_id, status, reason, payload, received_at, updated_at)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-                 ON CONFLICT(account, guid) DO NOTHING",
-                params![m.account, m.guid, m.rowid, m.chat_id, m.status.as_str(), m.reason, payload, ts],
-            )
-            .map_err(|e| classify(&path, e))?;
-        if let Some(rowid) = m.rowid {
-            set_cursor_on(&tx, m.account, rowid).map_err(|e| classify(&path, e))?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut top = cursor;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO journal(account, guid, rowid, chat_id, status, reason, payload, received_at, updated_at)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                     ON CONFLICT(account, guid) DO NOTHING",
+                )
+                .map_err(err)?;
+            for m in items {
+                let payload = if m.status == JournalStatus::Received {
+                    m.payload
+                } else {
+                    None
+                };
+                let n = insert
+                    .execute(params![
+                        m.account,
+                        m.guid,
+                        m.rowid,
+                        m.chat_id,
+                        m.status.as_str(),
+                        m.reason,
+                        payload,
+                        ts
+                    ])
+                    .map_err(err)?;
+                out.push(n == 1);
+                if let Some(r) = m.rowid {
+                    top = Some(top.map_or(r, |t| t.max(r)));
+                }
+            }
         }
-        tx.commit().map_err(|e| classify(&path, e))?;
-        Ok(inserted == 1)
+        if let Some(rowid) = top {
+            set_cursor_on(&tx, account, rowid).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    /// Which of these GUIDs are journaled already (one read for a batch).
+    pub fn known(&self, account: &str, guids: &[String]) -> Result<Vec<bool>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM journal WHERE account = ?1 AND guid = ?2")
+            .map_err(|e| self.sql(e))?;
+        guids
+            .iter()
+            .map(|g| {
+                stmt.exists(params![account, g])
+                    .map_err(|e| classify(&self.path, e))
+            })
+            .collect()
     }
 
     /// Moves a message on. A final status is never changed again; returns whether it moved.
@@ -538,6 +580,22 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// The last chunk of a reply was acknowledged: records it and marks the message
+    /// answered in one transaction (one commit, not two, per reply on the hot path).
+    pub fn last_chunk_sent(
+        &self,
+        account: &str,
+        guid: &str,
+        index: usize,
+        row_id: Option<i64>,
+    ) -> Result<bool, StateError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        self.chunk_sent(account, guid, index, row_id)?;
+        let moved = self.mark(account, guid, JournalStatus::Answered, None)?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        Ok(moved)
+    }
+
     /// Outgoing row ids already attributed to replies in a chat (acknowledged sends and
     /// reconciled ones), so reconciling one reply never claims another reply's row.
     pub fn sent_row_ids(&self, account: &str, chat_id: i64) -> Result<Vec<i64>, StateError> {
@@ -661,6 +719,20 @@ impl StateError {
     }
 }
 
+/// Creates the state dir (and parents) owner-only, and makes an existing one owner-only.
+fn private_dir(dir: &Path) -> Result<(), StateError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StateError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    Ok(())
+}
+
 /// The running gateway's hold on a state dir: an exclusive lock on `gateway.lock` with the
 /// holder's pid in it, released when this value (or the process) goes away.
 #[derive(Debug)]
@@ -673,14 +745,7 @@ impl DirLock {
     /// Takes the lock, or says which pid holds it.
     pub fn acquire(dir: &Path) -> Result<DirLock, StateError> {
         use std::io::{Read, Seek, Write};
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| StateError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        private_dir(dir)?;
         let path = dir.join(LOCK_FILE);
         let io = |source| StateError::Io {
             path: path.clone(),
