@@ -130,6 +130,21 @@ async fn wait_gone(pid: i32) {
 }
 
 /// Reads the pid a script wrote to `file`, waiting for it to appear.
+/// Spawns, retrying "text file busy": a script just written can still be open for writing in
+/// a child another test thread forked meanwhile (it inherited the descriptor).
+async fn spawn_imsg(spec: &SpawnSpec) -> ImsgProcess {
+    for _ in 0..50 {
+        match ImsgProcess::spawn(spec) {
+            Ok(p) => return p,
+            Err(e) if e.to_string().contains("os error 26") => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("spawn failed: {e}"),
+        }
+    }
+    panic!("the wrapper stayed busy");
+}
+
 async fn read_pid(file: &Path) -> i32 {
     let until = Instant::now() + Duration::from_secs(5);
     loop {
@@ -246,7 +261,7 @@ async fn killing_imsg_kills_what_a_wrapper_started() {
         dir.path(),
         &format!("sleep 1000 & echo $! > {}\nsleep 1000", pidfile.display()),
     );
-    let proc_ = ImsgProcess::spawn(&spec(cli)).unwrap();
+    let proc_ = spawn_imsg(&spec(cli)).await;
     let pid = read_pid(&pidfile).await;
     proc_.kill().await;
     wait_gone(pid).await;
@@ -264,7 +279,7 @@ async fn a_graceful_shutdown_also_kills_what_the_wrapper_left_behind() {
             pidfile.display()
         ),
     );
-    let proc_ = ImsgProcess::spawn(&spec(cli)).unwrap();
+    let proc_ = spawn_imsg(&spec(cli)).await;
     let pid = read_pid(&pidfile).await;
     proc_.shutdown(Duration::from_secs(5)).await;
     wait_gone(pid).await;

@@ -4,7 +4,7 @@
 //! arrived while it was down is answered exactly once.
 
 mod support;
-use support::{signal, stop, Gw};
+use support::{fake_imsg_bin, signal, stop, Gw};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,21 +19,6 @@ const WORLD: &str = r#"{
   people: { alice: { handle: "+15551234567", name: "Alice" } },
   chats: [ { participants: ["alice"], messages: [ { from: "alice", text: "old news", at: "-1h" } ] } ],
 }"#;
-
-/// The fake-imsg binary beside ours, built first so it is never stale.
-fn fake_imsg_bin() -> PathBuf {
-    let ours = assert_cmd::cargo::cargo_bin("imsg-gateway");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "fake-imsg", "--bin", "fake-imsg"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build -p fake-imsg");
-    assert!(status.success(), "building fake-imsg failed");
-    let bin = ours.parent().unwrap().join("fake-imsg");
-    assert!(bin.is_file(), "no fake-imsg at {}", bin.display());
-    bin
-}
 
 struct E2e {
     dir: tempfile::TempDir,

@@ -9,7 +9,7 @@
 //! is `bash fixtures/soak/sigkill.sh`, or set `IMSG_SOAK_MESSAGES` / `IMSG_SOAK_KILLS`.
 
 mod support;
-use support::{signal, stop, Gw};
+use support::{fake_imsg_bin, signal, stop, Gw};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -20,25 +20,6 @@ use std::time::{Duration, Instant};
 use fake_imsg::world::{InjectSpec, World};
 use imsg_gateway::config::ChunkMode;
 use imsg_gateway::outbound::chunk_text;
-
-/// The fake-imsg binary beside ours, built first so it is never stale.
-fn fake_imsg_bin() -> PathBuf {
-    let ours = assert_cmd::cargo::cargo_bin("imsg-gateway");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-q", "-p", "fake-imsg", "--bin", "fake-imsg"]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    let status = build
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build -p fake-imsg");
-    assert!(status.success(), "building fake-imsg failed");
-    let bin = ours.parent().unwrap().join("fake-imsg");
-    assert!(bin.is_file(), "no fake-imsg at {}", bin.display());
-    bin
-}
 
 /// Small enough that every reply is two chunks, so kills land mid-reply; large enough
 /// that every chunk holds its message's name (`k17a`), so each is unique.
@@ -219,6 +200,7 @@ fn soak(messages: usize, kills: usize, seed: u64) {
         count("resuming a message admitted before the restart"),
     );
     if (lost, twice, wrong) != (0, 0, 0) {
+        eprintln!("kept for a look: {}", s.dir.keep().display());
         let tail: Vec<&str> = log.lines().rev().take(60).collect();
         panic!(
             "(lost, twice, wrong chat) = ({lost}, {twice}, {wrong}); the log ends:\n{}",

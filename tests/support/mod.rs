@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests that run `imsg-gateway run` as a child process:
 //! a guard that never lets a gateway outlive its test, signals, and a graceful stop that
-//! asserts the gateway exits 0 on SIGTERM.
+//! asserts the gateway exits 0 on SIGTERM, and the fake-imsg binary built beside ours.
 
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -39,4 +40,24 @@ pub fn stop(mut gw: Gw) {
     }
     let _ = gw.kill();
     panic!("the gateway did not stop on SIGTERM");
+}
+
+/// The fake-imsg binary beside ours, built first (in the same profile) so it is never stale.
+#[allow(dead_code)]
+pub fn fake_imsg_bin() -> PathBuf {
+    let ours = assert_cmd::cargo::cargo_bin("imsg-gateway");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-q", "-p", "fake-imsg", "--bin", "fake-imsg"]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let status = build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build -p fake-imsg");
+    assert!(status.success(), "building fake-imsg failed");
+    let bin = ours.parent().unwrap().join("fake-imsg");
+    assert!(bin.is_file(), "no fake-imsg at {}", bin.display());
+    bin
 }

@@ -1,0 +1,374 @@
+//! `cargo bench --bench gateway`: the gateway's figures against fake-imsg, release binaries,
+//! one JSON line per figure: {"bench":"gateway","figure":..,"value":..,"unit":..}.
+//!
+//! - fake-imsg's own `send` round trips/s on the family fixture and on the same world with
+//!   20,000 messages more (the ceiling any gateway can reach on that world);
+//! - catch-up throughput: 20,000 messages waiting, the gateway answering all of them, with
+//!   its CPU time per message, peak RSS, idle RSS afterwards and cold start to subscribed;
+//! - gateway-added latency: from a `message` notification leaving imsg to the `send` of its
+//!   reply, from `fake-imsg tap`'s µs timestamps, echo agent, one message at a time.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_imsg::world::{InjectSpec, World};
+use serde_json::Value;
+
+const BACKLOG: usize = 20_000;
+const LATENCY_MESSAGES: usize = 1_000;
+
+fn figure(name: &str, value: f64, unit: &str) {
+    println!(
+        "{}",
+        serde_json::json!({"bench": "gateway", "figure": name,
+                           "value": (value * 100.0).round() / 100.0, "unit": unit})
+    );
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn gateway_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_imsg-gateway"))
+}
+
+/// fake-imsg, built in the same profile as this bench.
+fn fake_imsg_bin() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.args(["build", "-q", "-p", "fake-imsg", "--bin", "fake-imsg"]);
+    if !cfg!(debug_assertions) {
+        c.arg("--release");
+    }
+    assert!(c.current_dir(root()).status().unwrap().success());
+    let bin = gateway_bin().parent().unwrap().join("fake-imsg");
+    assert!(bin.is_file(), "no fake-imsg at {}", bin.display());
+    bin
+}
+
+fn family(out: &Path) -> World {
+    World::build_from_scenario_file(&root().join("fixtures/worlds/family-group.json5"), out)
+        .expect("the family fixture builds")
+}
+
+/// Chat 1 is the family group, 2 a DM with Mom, 3 an SMS DM with Dad.
+const SENDERS: [(i64, &str); 4] = [
+    (1, "+15551110001"),
+    (1, "sister@example.com"),
+    (2, "+15551110001"),
+    (3, "+15551110002"),
+];
+
+fn inject(w: &World, i: usize, text: &str) {
+    let (chat, from) = SENDERS[i % SENDERS.len()];
+    w.inject(&InjectSpec {
+        chat_id: Some(chat),
+        from: from.into(),
+        text: text.into(),
+        ..Default::default()
+    })
+    .unwrap();
+}
+
+/// `send` round trips per second on a copy of `db`, one at a time.
+fn send_rate(fake: &Path, db: &Path, n: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("chat.db");
+    World::open(db).unwrap();
+    fs::copy(db, &copy).unwrap();
+    let mut child = Command::new(fake)
+        .args(["rpc", "--db"])
+        .arg(&copy)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin: ChildStdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let mut round = |i: usize| {
+        writeln!(
+            stdin,
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"send","params":{{"chat_id":2,"text":"bench {i}"}}}}"#
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.contains("\"ok\":true"), "send failed: {line}");
+    };
+    for i in 0..50 {
+        round(i);
+    }
+    let t = Instant::now();
+    for i in 0..n {
+        round(1000 + i);
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    rate
+}
+
+/// `/proc/<pid>/status` field in kB.
+fn proc_kb(pid: u32, field: &str) -> f64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// utime + stime of a process, in seconds (clock ticks of 1/100 s on Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+struct Gateway {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Gateway {
+    fn start(dir: &Path, cli_path: &Path, db: &Path, envs: &[(&str, &str)]) -> Gateway {
+        let config = format!(
+            r#"{{ imessage: {{ cliPath: "{}", dbPath: "{}", dmPolicy: "open", allowFrom: ["*"] }},
+                 agent: {{ kind: "echo" }}, state: {{ dir: "{}" }} }}"#,
+            cli_path.display(),
+            db.display(),
+            dir.join("state").display()
+        );
+        fs::write(dir.join("config.json5"), config).unwrap();
+        let log = dir.join("gateway.log");
+        let child = Command::new(gateway_bin())
+            .arg("--config")
+            .arg(dir.join("config.json5"))
+            .args(["--log", "info", "run"])
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Gateway { child, log }
+    }
+
+    fn wait_watching(&self, limit: Duration) -> Duration {
+        let t = Instant::now();
+        loop {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains(" watching") {
+                return t.elapsed();
+            }
+            assert!(
+                t.elapsed() < limit,
+                "the gateway did not start watching:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn sent_after(world: &World, rowid: i64) -> usize {
+    world.sent(rowid).unwrap().len()
+}
+
+fn main() {
+    let fake = fake_imsg_bin();
+    let dir = tempfile::tempdir().unwrap();
+
+    // fake-imsg's send ceiling, small world and big world.
+    let small = dir.path().join("family.db");
+    family(&small);
+    let big = dir.path().join("big.db");
+    let w = family(&big);
+    let base = w.max_rowid().unwrap();
+    for i in 0..BACKLOG {
+        inject(&w, i, &format!("backlog {i}"));
+    }
+    drop(w);
+    let small_rate = send_rate(&fake, &small, 3_000);
+    let big_rate = send_rate(&fake, &big, 3_000);
+    figure(
+        "fake_imsg_send_rt_per_s_family",
+        small_rate,
+        "round_trips/s (budget >= 5000)",
+    );
+    figure(
+        "fake_imsg_send_rt_per_s_family_plus_20000",
+        big_rate,
+        "round_trips/s (budget >= 5000)",
+    );
+    figure(
+        "fake_imsg_send_cost_growth_pct",
+        100.0 * (small_rate / big_rate - 1.0),
+        "percent slower on the big world (budget <= 20)",
+    );
+
+    // Catch-up: 20,000 messages waiting after the cursor.
+    let run = tempfile::tempdir().unwrap();
+    {
+        let store = imsg_gateway::state::Store::open(&run.path().join("state")).unwrap();
+        store.reset_cursor("default", base).unwrap();
+    }
+    let world = World::open(&big).unwrap();
+    let before = world.max_rowid().unwrap();
+    let t0 = Instant::now();
+    let gw = Gateway::start(run.path(), &fake, &big, &[]);
+    let pid = gw.child.id();
+    if let Ok(cmd) = std::env::var("GATEWAY_BENCH_PROFILE") {
+        // e.g. GATEWAY_BENCH_PROFILE="perf record -g -o /tmp/gw.perf -p" (the pid is appended).
+        let mut parts = cmd.split_whitespace();
+        let prog = parts.next().unwrap();
+        let _ = Command::new(prog)
+            .args(parts)
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+    let mut peak = 0.0f64;
+    while sent_after(&world, before) < BACKLOG {
+        peak = peak.max(proc_kb(pid, "VmHWM:"));
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "catch-up took over 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid);
+    peak = peak.max(proc_kb(pid, "VmHWM:"));
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = proc_kb(pid, "VmRSS:");
+    gw.stop();
+    let rate = BACKLOG as f64 / took;
+    figure(
+        "catchup_msgs_per_s",
+        rate,
+        "messages/s, from start to the last reply",
+    );
+    figure(
+        "catchup_vs_fake_imsg_send_pct",
+        100.0 * rate / big_rate,
+        "percent of fake-imsg's send round trips/s on the same world (budget >= 70)",
+    );
+    figure(
+        "gateway_cpu_us_per_message",
+        cpu * 1e6 / BACKLOG as f64,
+        "µs CPU (user+sys) per answered message (budget <= 100)",
+    );
+    figure(
+        "gateway_peak_rss_mb",
+        peak / 1024.0,
+        "MB VmHWM during the catch-up (budget <= 40)",
+    );
+    figure(
+        "gateway_idle_rss_mb",
+        idle / 1024.0,
+        "MB VmRSS, idle after it",
+    );
+
+    // Latency, one message at a time, through the tap, watch debounce 0.
+    let lat = tempfile::tempdir().unwrap();
+    let db = lat.path().join("chat.db");
+    let world = family(&db);
+    let tap = lat.path().join("tap.jsonl");
+    let wrapper = lat.path().join("imsg");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec '{}' tap --log '{}' -- '{}' \"$@\"\n",
+            fake.display(),
+            tap.display(),
+            fake.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let faults = lat.path().join("faults.json5");
+    fs::write(&faults, "{ default_debounce_ms: 0 }").unwrap();
+    let gw = Gateway::start(
+        lat.path(),
+        &wrapper,
+        &db,
+        &[("FAKE_IMSG_FAULTS", faults.to_str().unwrap())],
+    );
+    let cold = gw.wait_watching(Duration::from_secs(60));
+    figure(
+        "gateway_cold_start_ms",
+        cold.as_secs_f64() * 1000.0,
+        "ms from spawn to subscribed (family world, fresh state, through the tap)",
+    );
+    let start = world.max_rowid().unwrap();
+    for i in 0..LATENCY_MESSAGES {
+        inject(&world, i, &format!("lat {i}"));
+        let t = Instant::now();
+        while sent_after(&world, start) <= i {
+            assert!(t.elapsed() < Duration::from_secs(10), "no reply to lat {i}");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    gw.stop();
+    let mut noted = std::collections::HashMap::new();
+    let mut lats = Vec::new();
+    for line in fs::read_to_string(&tap).unwrap().lines() {
+        let rec: Value = serde_json::from_str(line).unwrap();
+        let Ok(msg) = serde_json::from_str::<Value>(rec["line"].as_str().unwrap_or("")) else {
+            continue;
+        };
+        let ts = rec["ts_us"].as_f64().unwrap_or(0.0);
+        match (rec["dir"].as_str(), msg["method"].as_str()) {
+            (Some("out"), Some("message")) => {
+                if let Some(t) = msg["params"]["message"]["text"].as_str() {
+                    noted.entry(t.to_string()).or_insert(ts);
+                }
+            }
+            (Some("in"), Some("send")) => {
+                if let Some(t) = msg["params"]["text"]
+                    .as_str()
+                    .and_then(|t| t.strip_prefix("echo: "))
+                {
+                    if let Some(n) = noted.get(t) {
+                        lats.push((ts - n) / 1000.0);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        lats.len() >= LATENCY_MESSAGES,
+        "matched {} of {LATENCY_MESSAGES}",
+        lats.len()
+    );
+    lats.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| lats[((lats.len() as f64 - 1.0) * p).round() as usize];
+    figure(
+        "added_latency_p50_ms",
+        pct(0.50),
+        "ms, notification out of imsg to the reply's send",
+    );
+    figure(
+        "added_latency_p99_ms",
+        pct(0.99),
+        "ms (budget <= 2 on an idle 2-core machine)",
+    );
+}
