@@ -158,7 +158,7 @@ async fn run(cli: &Cli) -> i32 {
         tracing::info!("shutting down");
         let _ = tx.send(true);
     });
-    match gateway::run(config, GatewayOptions::from_env(), rx).await {
+    match gateway::run(config, GatewayOptions::default(), rx).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");

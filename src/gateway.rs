@@ -39,7 +39,8 @@ use crate::inbound::{self, EchoGuard, InboundMessage, SkipReason};
 use crate::routing::{self, ReplyTarget};
 use crate::state::{DirLock, HealthEvent, Inbound, JournalEntry, JournalStatus, StateError, Store};
 
-/// Run-time knobs that are not in the config file (tests shrink them).
+/// Run-time knobs that are not in the config file: production uses the defaults, in-process
+/// tests set the fields (no environment variable changes them).
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
     pub backoff_initial: Duration,
@@ -69,34 +70,6 @@ impl Default for GatewayOptions {
             retry_max: Duration::from_secs(30),
             clock: Arc::new(SystemClock),
         }
-    }
-}
-
-impl GatewayOptions {
-    /// Defaults, overridden by `IMSG_GATEWAY_BACKOFF_MS`, `IMSG_GATEWAY_BACKOFF_MAX_MS` and
-    /// `IMSG_GATEWAY_HEALTH_INTERVAL_MS`, `IMSG_GATEWAY_REQUEST_TIMEOUT_MS` (for the
-    /// out-of-process test harnesses; in-process tests set the fields directly).
-    pub fn from_env() -> Self {
-        let mut o = GatewayOptions::default();
-        let ms = |k: &str| {
-            std::env::var(k)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_millis)
-        };
-        if let Some(d) = ms("IMSG_GATEWAY_BACKOFF_MS") {
-            o.backoff_initial = d;
-        }
-        if let Some(d) = ms("IMSG_GATEWAY_BACKOFF_MAX_MS") {
-            o.backoff_max = d;
-        }
-        if let Some(d) = ms("IMSG_GATEWAY_HEALTH_INTERVAL_MS") {
-            o.health_interval = d;
-        }
-        if let Some(d) = ms("IMSG_GATEWAY_REQUEST_TIMEOUT_MS") {
-            o.request_timeout = d;
-        }
-        o
     }
 }
 

@@ -292,6 +292,11 @@ impl Store {
         &self.path
     }
 
+    /// A statement on the hot path, parsed once per connection.
+    fn exec_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.conn.prepare_cached(sql)?.execute(params)
+    }
+
     fn sql(&self, source: rusqlite::Error) -> StateError {
         classify(&self.path, source)
     }
@@ -456,8 +461,7 @@ impl Store {
             return Ok(false);
         }
         let changed = self
-            .conn
-            .execute(
+            .exec_cached(
                 "UPDATE journal SET status = ?3, reason = COALESCE(?4, reason),
                      payload = NULL, plan = NULL, updated_at = ?5
                  WHERE account = ?1 AND guid = ?2 AND (status = ?6 OR status = ?7)",
@@ -532,8 +536,7 @@ impl Store {
     /// moved (false when the message is already final or already answering).
     pub fn begin_answer(&self, account: &str, guid: &str, plan: &str) -> Result<bool, StateError> {
         let changed = self
-            .conn
-            .execute(
+            .exec_cached(
                 "UPDATE journal SET status = 'answering', plan = ?3, sent = 0, sent_ids = NULL,
                      updated_at = ?4
                  WHERE account = ?1 AND guid = ?2 AND status = 'received'",
@@ -570,14 +573,13 @@ impl Store {
             list.push(id);
         }
         let ids = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
-        self.conn
-            .execute(
-                "UPDATE journal SET sent = max(sent, ?3), sent_ids = ?4, updated_at = ?5
+        self.exec_cached(
+            "UPDATE journal SET sent = max(sent, ?3), sent_ids = ?4, updated_at = ?5
                  WHERE account = ?1 AND guid = ?2 AND status = 'answering'",
-                params![account, guid, index as i64 + 1, ids, now()],
-            )
-            .map(|_| ())
-            .map_err(|e| self.sql(e))
+            params![account, guid, index as i64 + 1, ids, now()],
+        )
+        .map(|_| ())
+        .map_err(|e| self.sql(e))
     }
 
     /// The last chunk of a reply was acknowledged: records it and marks the message
@@ -789,11 +791,11 @@ impl DirLock {
 }
 
 fn set_cursor_on(conn: &Connection, account: &str, rowid: i64) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO cursor(account, rowid, updated_at) VALUES(?1, ?2, ?3)
          ON CONFLICT(account) DO UPDATE SET rowid = max(rowid, excluded.rowid), updated_at = excluded.updated_at",
-        params![account, rowid, now()],
-    )
+    )?
+    .execute(params![account, rowid, now()])
     .map(|_| ())
 }
 

@@ -23,6 +23,8 @@ const WORLD: &str = r#"{
 struct E2e {
     dir: tempfile::TempDir,
     fake: PathBuf,
+    /// The wrapper used as `cliPath`.
+    cli: PathBuf,
     protocol: &'static str,
 }
 
@@ -32,10 +34,24 @@ impl E2e {
         let world = dir.path().join("world.db");
         fake_imsg::world::World::build_from_scenario_str(WORLD, &world).expect("world builds");
         let fake = fake_imsg_bin();
+        // imsg as a wrapper that comes up a second late when restarted (per database, so
+        // two accounts do not delay each other), so a test can write while it is down.
+        let cli = dir.path().join("imsg");
+        fs::write(
+            &cli,
+            format!(
+                "#!/bin/sh\nm='{d}/started-'$(echo \"$@\" | cksum | cut -d' ' -f1)\nif [ -e \"$m\" ]; then sleep 1; fi\ntouch \"$m\"\nexec '{f}' \"$@\"\n",
+                d = dir.path().display(),
+                f = fake.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&cli, fs::Permissions::from_mode(0o755)).unwrap();
         let config = format!(
             r#"{{ imessage: {{ cliPath: "{}", dbPath: "{}", dmPolicy: "open", allowFrom: ["*"] }},
                  agent: {{ kind: "echo" }}, state: {{ dir: "{}" }} }}"#,
-            fake.display(),
+            cli.display(),
             world.display(),
             dir.path().join("state").display()
         );
@@ -43,6 +59,7 @@ impl E2e {
         E2e {
             dir,
             fake,
+            cli,
             protocol,
         }
     }
@@ -58,7 +75,6 @@ impl E2e {
             .args(["--log", "debug", "run"])
             .env("FAKE_IMSG_PID_FILE", self.path("fake.pid"))
             .env("FAKE_IMSG_PROTOCOL", self.protocol)
-            .env("IMSG_GATEWAY_BACKOFF_MS", "1000")
             .stdout(Stdio::null())
             .stderr(fs::File::create(self.path("gateway.log")).unwrap())
             .spawn()
@@ -215,7 +231,7 @@ fn two_accounts_each_run_their_own_imsg_and_answer_only_their_own_world() {
             r#"{{ imessage: {{ cliPath: "{}", dmPolicy: "open", allowFrom: ["*"],
                    accounts: {{ home: {{ dbPath: "{}" }}, work: {{ dbPath: "{}", textChunkLimit: 8 }} }} }},
                  agent: {{ kind: "echo" }}, state: {{ dir: "{}" }} }}"#,
-            e.fake.display(),
+            e.cli.display(),
             home.display(),
             work.display(),
             e.path("state").display()

@@ -41,6 +41,9 @@ def once(name):
     marker = os.path.join(d, "once-" + name)
     if os.path.exists(marker): return False
     open(marker, "w").close(); return True
+# A restarted child comes up a second late (as the gateway's backoff used to be stretched
+# for), so a test can write a message while imsg is down.
+if not once("started"): time.sleep(1.0)
 def watch(sub, cursor):
     while sub in subs:
         for m in world():
@@ -173,7 +176,6 @@ impl Env {
                 "MOCK_PROTOCOL",
                 fs::read_to_string(self.path("protocol")).unwrap(),
             )
-            .env("IMSG_GATEWAY_BACKOFF_MS", "1000")
             .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(fs::File::create(self.path(&format!("gateway-{}.log", now_ns()))).unwrap())
@@ -392,28 +394,6 @@ fn v1_database_not_ready_is_polled_not_restarted() {
         env.logs().contains("database not ready"),
         "the wait is logged"
     );
-}
-
-#[test]
-fn a_child_that_stops_answering_is_killed_and_replaced() {
-    let env = Env::new("v1")
-        .with("MOCK_HANG_AFTER_SEND", "1")
-        .with("IMSG_GATEWAY_HEALTH_INTERVAL_MS", "300")
-        .with("IMSG_GATEWAY_REQUEST_TIMEOUT_MS", "700");
-    let gw = env.gateway();
-    env.wait_for("the first subscription", |e| !subscribes(e).is_empty());
-    env.add(dm(1, "first"));
-    env.wait_for("the first reply", |e| e.sent_texts().len() == 1);
-    let hung_pid = env.mock_pid().unwrap();
-    // The child now ignores everything; this message is only seen after the replacement.
-    env.add(dm(2, "second"));
-    env.wait_for("the reply from the replacement child", |e| {
-        e.sent_texts().len() == 2
-    });
-    assert_ne!(env.mock_pid().unwrap(), hung_pid);
-    assert!(env.logs().contains("stopped answering"), "{}", env.logs());
-    stop(gw);
-    assert_eq!(env.sent_texts(), vec!["echo: first", "echo: second"]);
 }
 
 #[test]

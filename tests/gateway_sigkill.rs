@@ -66,7 +66,6 @@ impl Soak {
             .arg("--config")
             .arg(self.dir.path().join("config.json5"))
             .args(["--log", "debug", "run"])
-            .env("IMSG_GATEWAY_BACKOFF_MS", "100")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -248,6 +248,39 @@ async fn a_gateway_killed_mid_reply_sends_only_the_missing_chunks_after_a_restar
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_imsg_that_stops_answering_is_replaced_and_nothing_is_sent_twice() {
+    let dir = state_dir();
+    let imsg = MemImsg::new(Level::V1, 6);
+    let gw = Gw::start(config(dir.path(), ""), &imsg);
+    until("the watch", Duration::from_secs(30), || {
+        subscribed(&imsg) > 0
+    })
+    .await;
+    // imsg carries out the first send and then answers nothing at all, health checks
+    // included, until the gateway replaces it.
+    imsg.set_faults(Faults {
+        freeze_after_sends: Some(1),
+        ..Faults::default()
+    });
+    imsg.inject(1, false, "+15550100001", "first");
+    until("the first reply", Duration::from_secs(30), || {
+        replies_in(&imsg, 1).len() == 1
+    })
+    .await;
+    imsg.inject(1, false, "+15550100001", "second");
+    until(
+        "the reply from the replacement",
+        Duration::from_secs(120),
+        || replies_in(&imsg, 1).len() == 2,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(replies_in(&imsg, 1), vec!["echo: first", "echo: second"]);
+    assert!(imsg.connections() >= 2, "the frozen imsg was replaced");
+    gw.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_unreadable_row_is_skipped_loudly_and_the_account_goes_on() {
     let dir = state_dir();
     let imsg = MemImsg::new(Level::V1, 5);

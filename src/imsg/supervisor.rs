@@ -371,7 +371,7 @@ impl Session<'_> {
             // (of imsg or of the gateway) replays whatever arrives from here on.
             match find_tail(client, negotiated.protocol).await {
                 Ok(tail) => {
-                    tracing::info!(account = %self.label(), "no cursor yet: watching from the tail, rowid {tail}");
+                    tracing::info!(account = %self.label(), "no cursor yet: starting from the tail, rowid {tail}");
                     self.advance(tail);
                     let _ = self.events.send(SupervisorEvent::Position(tail));
                     from = Some(tail);

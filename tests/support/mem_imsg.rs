@@ -61,8 +61,8 @@ pub struct Faults {
     /// Stop reading requests right after answering `initialize` (writes to it fail with a
     /// broken pipe: they never reach imsg), and die a second later.
     pub deaf_after_initialize: bool,
-    /// After carrying out this many sends (across connections), answer nothing more: a
-    /// frozen imsg, for catching the gateway mid-reply.
+    /// Right after carrying out the Nth send (counted across connections), answer nothing
+    /// more on that connection: a frozen imsg, for catching the gateway mid-reply.
     pub freeze_after_sends: Option<u64>,
 }
 
@@ -398,7 +398,7 @@ impl MemImsg {
                                 *n += 1;
                                 *n
                             };
-                            if faults.freeze_after_sends.is_some_and(|f| n >= f) {
+                            if faults.freeze_after_sends == Some(n) {
                                 std::future::pending::<()>().await;
                             }
                             if self.roll(faults.die_after_send_per_mille) {
