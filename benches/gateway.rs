@@ -78,7 +78,6 @@ fn inject(w: &World, i: usize, text: &str) {
 fn send_rate(fake: &Path, db: &Path, n: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("chat.db");
-    World::open(db).unwrap();
     fs::copy(db, &copy).unwrap();
     let mut child = Command::new(fake)
         .args(["rpc", "--db"])

@@ -405,36 +405,31 @@ impl AccountRuntime {
     }
 
     async fn on_event(&self, ev: SupervisorEvent) -> anyhow::Result<()> {
-        let me = self;
-        {
-            match ev {
-                SupervisorEvent::Message(_) => unreachable!("messages are ingested in batches"),
-                SupervisorEvent::Rewind(rowid) => {
-                    let id = me.id().to_string();
-                    me.db.call(move |s| s.reset_cursor(&id, rowid)).await?;
-                    me.cursor.send_replace(Some(rowid));
-                }
-                SupervisorEvent::Position(rowid) => me.set_cursor(rowid).await?,
-                SupervisorEvent::Unreadable { rowid, error } => {
-                    me.unreadable(rowid, &error).await?
-                }
-                SupervisorEvent::Connected { protocol, version } => {
-                    tracing::info!(
-                        account = %me.id(),
-                        "connected to imsg {} (protocol {})",
-                        version.as_deref().unwrap_or("(version unknown)"),
-                        protocol.label()
-                    );
-                    me.health(HealthEvent::Connected).await?;
-                }
-                SupervisorEvent::Stable => me.health(HealthEvent::Stable).await?,
-                SupervisorEvent::Disconnected { reason } => {
-                    tracing::warn!(account = %me.id(), "imsg disconnected: {reason}");
-                    let id = me.id().to_string();
-                    me.db
-                        .call(move |s| s.record_health(&id, &HealthEvent::Failed(&reason)))
-                        .await?;
-                }
+        match ev {
+            SupervisorEvent::Message(_) => unreachable!("messages are ingested in batches"),
+            SupervisorEvent::Rewind(rowid) => {
+                let id = self.id().to_string();
+                self.db.call(move |s| s.reset_cursor(&id, rowid)).await?;
+                self.cursor.send_replace(Some(rowid));
+            }
+            SupervisorEvent::Position(rowid) => self.set_cursor(rowid).await?,
+            SupervisorEvent::Unreadable { rowid, error } => self.unreadable(rowid, &error).await?,
+            SupervisorEvent::Connected { protocol, version } => {
+                tracing::info!(
+                    account = %self.id(),
+                    "connected to imsg {} (protocol {})",
+                    version.as_deref().unwrap_or("(version unknown)"),
+                    protocol.label()
+                );
+                self.health(HealthEvent::Connected).await?;
+            }
+            SupervisorEvent::Stable => self.health(HealthEvent::Stable).await?,
+            SupervisorEvent::Disconnected { reason } => {
+                tracing::warn!(account = %self.id(), "imsg disconnected: {reason}");
+                let id = self.id().to_string();
+                self.db
+                    .call(move |s| s.record_health(&id, &HealthEvent::Failed(&reason)))
+                    .await?;
             }
         }
         Ok(())
@@ -895,7 +890,9 @@ impl AccountRuntime {
                     Ok(Some(row)) => {
                         tracing::info!(account = %self.id(), guid = %key,
                             "chunk {k}/{n} was delivered before the interruption (row {row} in chat {chat}); not sending it again");
-                        self.chunk_sent(key, d.next, Some(row)).await;
+                        if self.chunk_sent(key, d.next, n, Some(row)).await {
+                            return;
+                        }
                         d.after_rowid = d.after_rowid.max(row);
                         d.next += 1;
                         d.uncertain = false;
@@ -932,19 +929,9 @@ impl AccountRuntime {
                         .lock()
                         .unwrap()
                         .record_sent(d.chat_id, &text, guid.as_deref(), now);
-                    if d.next + 1 == n {
-                        tracing::info!(account = %self.id(), guid = %key, "answered in {n} chunk(s)");
-                        let (id, key2, index) = (self.id().to_string(), key.to_string(), d.next);
-                        let r = self
-                            .db
-                            .call(move |s| s.last_chunk_sent(&id, &key2, index, row))
-                            .await;
-                        if let Err(e) = r {
-                            tracing::error!(account = %self.id(), guid = %key, "journal update failed: {e}");
-                        }
+                    if self.chunk_sent(key, d.next, n, row).await {
                         return;
                     }
-                    self.chunk_sent(key, d.next, row).await;
                     if let Some(r) = row {
                         d.after_rowid = d.after_rowid.max(r);
                     }
@@ -997,19 +984,37 @@ impl AccountRuntime {
                 }
             }
         }
+        // Only reached when every chunk was journaled before this delivery began (a restart
+        // after the last acknowledgement): the last chunk's own commit did the rest otherwise.
         tracing::info!(account = %self.id(), guid = %key, "answered in {n} chunk(s)");
         self.finish(key, JournalStatus::Answered, None).await;
     }
 
-    async fn chunk_sent(&self, key: &str, index: usize, row: Option<i64>) {
+    /// Journals chunk `index` of `n` as delivered; the last one also marks the reply
+    /// answered, in the same commit. Returns whether the reply is done.
+    async fn chunk_sent(&self, key: &str, index: usize, n: usize, row: Option<i64>) -> bool {
         let (id, key2) = (self.id().to_string(), key.to_string());
+        let last = index + 1 == n;
         let r = self
             .db
-            .call(move |s| s.chunk_sent(&id, &key2, index, row))
+            .call(move |s| {
+                if last {
+                    s.last_chunk_sent(&id, &key2, index, row).map(|_| ())
+                } else {
+                    s.chunk_sent(&id, &key2, index, row)
+                }
+            })
             .await;
-        if let Err(e) = r {
-            tracing::error!(account = %self.id(), guid = %key, "journaling chunk {} failed: {e}", index + 1);
+        match r {
+            Ok(()) if last => {
+                tracing::info!(account = %self.id(), guid = %key, "answered in {n} chunk(s)");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(account = %self.id(), guid = %key, "journaling chunk {} failed: {e}", index + 1);
+            }
         }
+        last
     }
 
     /// A from-me row in `chat` after `after_rowid` with exactly this text, that no other

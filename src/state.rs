@@ -303,15 +303,7 @@ impl Store {
 
     /// The watch cursor (highest rowid fully journaled); 0 when none.
     pub fn cursor(&self, account: &str) -> Result<i64, StateError> {
-        self.conn
-            .query_row(
-                "SELECT rowid FROM cursor WHERE account = ?1",
-                [account],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|v| v.unwrap_or(0))
-            .map_err(|e| self.sql(e))
+        Ok(self.cursor_opt(account)?.unwrap_or(0))
     }
 
     /// The watch cursor, or `None` before the gateway ever established where to watch from
@@ -555,28 +547,14 @@ impl Store {
         index: usize,
         row_id: Option<i64>,
     ) -> Result<(), StateError> {
-        let ids: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT sent_ids FROM journal WHERE account = ?1 AND guid = ?2",
-                params![account, guid],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.sql(e))?
-            .flatten();
-        let mut list: Vec<i64> = ids
-            .as_deref()
-            .and_then(|t| serde_json::from_str(t).ok())
-            .unwrap_or_default();
-        if let Some(id) = row_id {
-            list.push(id);
-        }
-        let ids = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+        // The row id is appended in SQL: one statement per acknowledged chunk, no read first.
         self.exec_cached(
-            "UPDATE journal SET sent = max(sent, ?3), sent_ids = ?4, updated_at = ?5
-                 WHERE account = ?1 AND guid = ?2 AND status = 'answering'",
-            params![account, guid, index as i64 + 1, ids, now()],
+            "UPDATE journal SET sent = max(sent, ?3),
+                 sent_ids = CASE WHEN ?4 IS NULL THEN sent_ids
+                                 ELSE json_insert(COALESCE(sent_ids, '[]'), '$[#]', ?4) END,
+                 updated_at = ?5
+             WHERE account = ?1 AND guid = ?2 AND status = 'answering'",
+            params![account, guid, index as i64 + 1, row_id, now()],
         )
         .map(|_| ())
         .map_err(|e| self.sql(e))
@@ -953,6 +931,28 @@ mod tests {
         assert_eq!(counts.get("skipped"), Some(&1));
         assert_eq!(counts.get("failed"), Some(&1));
         assert_eq!(s.counts(Some("nobody")).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn acknowledged_chunks_count_and_claim_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.record_inbound(&inbound("g1", 5, JournalStatus::Received))
+            .unwrap();
+        assert!(s.begin_answer("default", "g1", "[{},{},{}]").unwrap());
+        s.chunk_sent("default", "g1", 0, Some(10)).unwrap();
+        s.chunk_sent("default", "g1", 1, None).unwrap();
+        s.chunk_sent("default", "g1", 2, Some(12)).unwrap();
+        let e = s.entry("default", "g1").unwrap().unwrap();
+        assert_eq!((e.status, e.sent), (JournalStatus::Answering, 3));
+        assert_eq!(e.plan.as_deref(), Some("[{},{},{}]"));
+        assert_eq!(s.sent_row_ids("default", 1).unwrap(), vec![10, 12]);
+        assert!(s.last_chunk_sent("default", "g1", 2, None).unwrap());
+        let e = s.entry("default", "g1").unwrap().unwrap();
+        assert_eq!((e.status, e.plan), (JournalStatus::Answered, None));
+        // A final reply takes no more acknowledgements.
+        s.chunk_sent("default", "g1", 3, Some(13)).unwrap();
+        assert_eq!(s.sent_row_ids("default", 1).unwrap(), vec![10, 12]);
     }
 
     #[test]

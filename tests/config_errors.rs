@@ -526,3 +526,85 @@ fn config_files_over_1_mib_are_refused_unread() {
         )
     );
 }
+
+#[test]
+fn max_chunks_per_reply_defaults_to_20_and_is_per_account() {
+    let c = load("{}").unwrap();
+    assert_eq!(c.accounts[0].max_chunks_per_reply, 20);
+    let json = c.resolved_json();
+    assert_eq!(
+        json["imessage"]["accounts"]["default"]["maxChunksPerReply"],
+        20
+    );
+
+    let c =
+        load("{imessage: {maxChunksPerReply: 5, accounts: {a: {}, b: {maxChunksPerReply: 50}}}}")
+            .unwrap();
+    assert_eq!(c.accounts[0].max_chunks_per_reply, 5);
+    assert_eq!(c.accounts[1].max_chunks_per_reply, 50);
+    let again = load(&c.resolved_json().to_string()).unwrap();
+    assert_eq!(again.accounts, c.accounts);
+}
+
+#[test]
+fn max_reply_bytes_defaults_to_1_mib_and_is_shown_resolved() {
+    let c = load(r#"{agent: {kind: "exec", command: ["my-agent"]}}"#).unwrap();
+    assert_eq!(
+        c.agent,
+        AgentConfig::Exec {
+            command: vec!["my-agent".into()],
+            timeout_ms: 60_000,
+            max_reply_bytes: 1_048_576,
+        }
+    );
+    assert_eq!(c.resolved_json()["agent"]["maxReplyBytes"], 1_048_576);
+
+    let c = load(r#"{agent: {kind: "http", url: "http://127.0.0.1:1/", maxReplyBytes: 4096}}"#)
+        .unwrap();
+    assert!(
+        matches!(
+            c.agent,
+            AgentConfig::Http {
+                max_reply_bytes: 4096,
+                ..
+            }
+        ),
+        "{:?}",
+        c.agent
+    );
+    let again = load(&c.resolved_json().to_string()).unwrap();
+    assert_eq!(again.agent, c.agent);
+
+    let c = load("{agent: {maxReplyBytes: 10}}").unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.starts_with("agent.maxReplyBytes is ignored")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn the_new_limits_must_be_positive_integers() {
+    assert!(error("{imessage: {maxChunksPerReply: 0}}")
+        .contains("imessage.maxChunksPerReply: expected a positive integer, got 0"));
+    assert!(
+        error("{imessage: {accounts: {work: {maxChunksPerReply: \"many\"}}}}").contains(
+            "imessage.accounts.work.maxChunksPerReply: expected a positive integer, got \"many\""
+        )
+    );
+    assert!(
+        error(r#"{agent: {kind: "exec", command: ["a"], maxReplyBytes: -1}}"#)
+            .contains("agent.maxReplyBytes: expected a positive integer, got -1")
+    );
+    assert!(error("{agent: {maxReplyByte: 1}}").contains("did you mean maxReplyBytes?"));
+}
+
+#[test]
+fn the_full_fixture_sets_both_limits() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/configs/full.json5");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("maxChunksPerReply:") && text.contains("maxReplyBytes:"));
+    Config::load(&path).unwrap();
+}
