@@ -578,7 +578,7 @@ impl AccountRuntime {
                 Err(e) => {
                     tracing::warn!(account = %self.id(), "not answered: {e}");
                     if let Some(id) = raw.get("id").and_then(Value::as_i64) {
-                        cursor = Some(cursor.map_or(id, |c| c.max(id)));
+                        cursor = cursor.max(Some(id));
                     }
                 }
             }
@@ -602,7 +602,7 @@ impl AccountRuntime {
             if known || !seen.insert(key.clone()) {
                 tracing::debug!(account = %self.id(), guid = %key, "not answered: {}",
                     SkipReason::AlreadyHandled);
-                cursor = Some(cursor.map_or(msg.rowid, |c| c.max(msg.rowid)));
+                cursor = cursor.max(Some(msg.rowid));
                 continue;
             }
             let skip = |reason: String| (JournalStatus::Skipped, Some(reason), None);

@@ -410,7 +410,7 @@ impl Store {
                     .map_err(err)?;
                 out.push(n == 1);
                 if let Some(r) = m.rowid {
-                    top = Some(top.map_or(r, |t| t.max(r)));
+                    top = top.max(Some(r));
                 }
             }
         }

@@ -209,15 +209,6 @@ struct Session<'a> {
     epoch: u64,
 }
 
-/// Two options' maximum, where `None` is "nothing known".
-fn later(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
 /// How many steps the search for an unreadable row may take before giving up on it (each
 /// is one `messages.after`; 2×40 covers any rowid gap).
 const NARROW_MAX_STEPS: u32 = 80;
@@ -229,11 +220,12 @@ impl Session<'_> {
 
     /// Where to resume from: the durable cursor or what this supervisor already handed out.
     fn resume_point(&self) -> Option<i64> {
-        later(*self.cursor.borrow(), *self.position)
+        // `None` (nothing known) orders below every rowid.
+        (*self.cursor.borrow()).max(*self.position)
     }
 
     fn advance(&mut self, rowid: i64) {
-        *self.position = later(*self.position, Some(rowid));
+        *self.position = (*self.position).max(Some(rowid));
     }
 
     async fn run(&mut self, mut link: Link, shutdown: &mut watch::Receiver<bool>) -> Outcome {
