@@ -142,7 +142,8 @@ struct Gateway {
 impl Gateway {
     fn start(dir: &Path, cli_path: &Path, db: &Path, envs: &[(&str, &str)]) -> Gateway {
         let config = format!(
-            r#"{{ imessage: {{ cliPath: "{}", dbPath: "{}", dmPolicy: "open", allowFrom: ["*"] }},
+            r#"{{ imessage: {{ cliPath: "{}", dbPath: "{}", dmPolicy: "open", allowFrom: ["*"],
+                            groups: {{ "*": {{ requireMention: false }} }} }},
                  agent: {{ kind: "echo" }}, state: {{ dir: "{}" }} }}"#,
             cli_path.display(),
             db.display(),

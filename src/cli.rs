@@ -1,5 +1,5 @@
 //! The command line: `imsg-gateway [--config PATH] [--log LEVEL] run | config check |
-//! status [--probe] [--json] | chats [--limit N]`.
+//! status [--probe] [--json] | chats [--limit N] | pairing …` ([`pairing`]).
 //!
 //! Exit codes: 0 ok, 1 a runtime failure (imsg unreachable, probe found a problem), 2 bad
 //! usage or an invalid config (the message names the key path).
@@ -16,6 +16,8 @@ use crate::gateway::{self, GatewayOptions};
 use crate::imsg::probe::probe;
 use crate::imsg::{negotiate, ImsgProcess, SpawnSpec};
 use crate::state::Store;
+
+pub mod pairing;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +53,11 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// DM pairing: list, approve, reject, revoke and show approved senders.
+    Pairing {
+        #[command(subcommand)]
+        action: pairing::PairingAction,
     },
     /// List chats through imsg (`chats.list`).
     Chats {
@@ -128,6 +135,10 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Run => run(&cli).await,
         Command::Status { probe, json } => status(&cli, *probe, *json).await,
         Command::Chats { limit, json } => chats(&cli, *limit, *json).await,
+        Command::Pairing { action } => match load_config(&cli) {
+            Ok(config) => pairing::run(&config, action).await,
+            Err(code) => code,
+        },
     }
 }
 

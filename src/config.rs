@@ -25,6 +25,8 @@ use serde_json::{json, Map, Value};
 
 use parse::ParseError;
 
+use crate::access::{AllowEntry, MentionPatterns};
+
 /// The largest config file read. A real one is a few KiB; a mistaken `--config` (a log, a
 /// disk image) must not be read into memory whole.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -162,8 +164,11 @@ pub struct AccountConfig {
     /// `imessage.maxChunksPerReply`: a longer reply is cut to this many chunks, the last one
     /// ending with a visible marker (DESIGN decision 11).
     pub max_chunks_per_reply: usize,
-    /// `routing.groupChat.mentionPatterns` (global, copied into every account).
-    pub mention_patterns: Vec<String>,
+    /// `imessage.historyLimit`: unanswered group messages kept per chat as context for the
+    /// next mention (0 keeps none).
+    pub history_limit: usize,
+    /// `routing.groupChat.mentionPatterns` (global, copied into every account), compiled.
+    pub mention_patterns: MentionPatterns,
     /// `messages.responsePrefix` (global, copied into every account).
     pub response_prefix: Option<String>,
 }
@@ -188,12 +193,17 @@ impl Default for AccountConfig {
             text_chunk_limit: 4000,
             chunk_mode: ChunkMode::Length,
             max_chunks_per_reply: DEFAULT_MAX_CHUNKS_PER_REPLY,
-            mention_patterns: Vec::new(),
+            history_limit: DEFAULT_HISTORY_LIMIT,
+            mention_patterns: MentionPatterns::default(),
             response_prefix: None,
         }
     }
 }
 
+/// Default `imessage.historyLimit`.
+pub const DEFAULT_HISTORY_LIMIT: usize = 20;
+/// Upper bound of `imessage.historyLimit`: kept context is memory, and an agent prompt.
+pub const MAX_HISTORY_LIMIT: u64 = 1000;
 /// Default cap on chunks per reply (`imessage.maxChunksPerReply`).
 pub const DEFAULT_MAX_CHUNKS_PER_REPLY: usize = 20;
 /// Default cap on an agent's reply (`agent.maxReplyBytes`): 1 MiB.
@@ -355,7 +365,7 @@ impl Config {
         agent["maxConcurrency"] = json!(self.agent_max_concurrency);
         json!({
             "imessage": {"accounts": accounts},
-            "routing": {"groupChat": {"mentionPatterns": first.mention_patterns}},
+            "routing": {"groupChat": {"mentionPatterns": first.mention_patterns.sources()}},
             "messages": {"responsePrefix": first.response_prefix},
             "agent": agent,
             "state": {"dir": self.state_dir.display().to_string()},
@@ -392,6 +402,7 @@ fn account_json(a: &AccountConfig) -> Value {
         "textChunkLimit": a.text_chunk_limit,
         "chunkMode": a.chunk_mode.as_str(),
         "maxChunksPerReply": a.max_chunks_per_reply,
+        "historyLimit": a.history_limit,
     })
 }
 
@@ -435,6 +446,7 @@ const IMESSAGE_KEYS: &[&str] = &[
     "textChunkLimit",
     "chunkMode",
     "maxChunksPerReply",
+    "historyLimit",
     "accounts",
 ];
 const ACCOUNT_KEYS: &[&str] = &[
@@ -454,6 +466,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "textChunkLimit",
     "chunkMode",
     "maxChunksPerReply",
+    "historyLimit",
 ];
 const GROUP_KEYS: &[&str] = &["requireMention"];
 const ROUTING_KEYS: &[&str] = &["groupChat"];
@@ -495,6 +508,7 @@ struct Layer {
     text_chunk_limit: Option<At<usize>>,
     chunk_mode: Option<At<ChunkMode>>,
     max_chunks_per_reply: Option<At<usize>>,
+    history_limit: Option<At<usize>>,
 }
 
 impl Layer {
@@ -525,6 +539,7 @@ impl Layer {
             max_chunks_per_reply: self
                 .max_chunks_per_reply
                 .or_else(|| base.max_chunks_per_reply.clone()),
+            history_limit: self.history_limit.or_else(|| base.history_limit.clone()),
         }
     }
 }
@@ -697,6 +712,40 @@ impl Walk {
             _ => {
                 self.err(format!(
                     "{path}: expected a positive integer, got {}",
+                    show(v)
+                ));
+                None
+            }
+        }
+    }
+
+    /// An integer in `min..=max`.
+    fn bounded_int(
+        &mut self,
+        obj: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        min: u64,
+        max: u64,
+    ) -> Option<At<usize>> {
+        let path = join(path, key);
+        let v = obj.get(key)?;
+        if v.is_null() {
+            return None;
+        }
+        let whole = match (v.as_u64(), v.as_f64()) {
+            (Some(n), _) => Some(n as f64),
+            (None, Some(f)) if f.fract() == 0.0 => Some(f),
+            _ => None,
+        };
+        match whole {
+            Some(f) if (min as f64..=max as f64).contains(&f) => Some(At {
+                value: f as usize,
+                path,
+            }),
+            _ => {
+                self.err(format!(
+                    "{path}: expected an integer from {min} to {max}, got {}",
                     show(v)
                 ));
                 None
@@ -968,6 +1017,7 @@ impl Walk {
                     value: n.value as usize,
                     path: n.path,
                 }),
+            history_limit: self.bounded_int(obj, path, "historyLimit", 0, MAX_HISTORY_LIMIT),
         }
     }
 
@@ -1022,18 +1072,31 @@ impl Walk {
         }
 
         // routing.groupChat.mentionPatterns
-        let mut mention_patterns = Vec::new();
+        let mut mention_patterns = MentionPatterns::default();
         if let Some(routing) = root.get("routing").filter(|v| !v.is_null()) {
             if let Some(r) = self.object(routing, "routing", ROUTING_KEYS) {
                 if let Some(gc) = r.get("groupChat").filter(|v| !v.is_null()) {
                     if let Some(gc) = self.object(gc, "routing.groupChat", GROUP_CHAT_KEYS) {
-                        mention_patterns = val(self.string_list(
+                        let sources = val(self.string_list(
                             gc,
                             "routing.groupChat",
                             "mentionPatterns",
                             false,
                         ))
                         .unwrap_or_default();
+                        match MentionPatterns::compile(&sources) {
+                            Ok(m) => mention_patterns = m,
+                            Err(bad) => {
+                                for b in bad {
+                                    self.err(format!(
+                                        "routing.groupChat.mentionPatterns[{}]: invalid regular expression {}: {}",
+                                        b.index,
+                                        show(&Value::String(b.pattern)),
+                                        b.error
+                                    ));
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -1063,6 +1126,7 @@ impl Walk {
         let mut accounts = Vec::new();
         for (id, layer) in layers {
             self.check_combinations(&layer);
+            self.unusable_entries(&layer);
             let d = AccountConfig::default();
             let account = AccountConfig {
                 id,
@@ -1084,6 +1148,7 @@ impl Walk {
                 chunk_mode: val(layer.chunk_mode).unwrap_or(d.chunk_mode),
                 max_chunks_per_reply: val(layer.max_chunks_per_reply)
                     .unwrap_or(d.max_chunks_per_reply),
+                history_limit: val(layer.history_limit).unwrap_or(d.history_limit),
                 mention_patterns: mention_patterns.clone(),
                 response_prefix: response_prefix.clone(),
             };
@@ -1126,6 +1191,33 @@ impl Walk {
                     // Top-level problems inherited by several accounts are reported once.
                     if !self.errors.contains(&msg) {
                         self.err(msg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Allowlist entries that can never match (neither a handle nor a chat selector) are
+    /// legal, but almost certainly a mistake: a name where a number was meant.
+    fn unusable_entries(&mut self, layer: &Layer) {
+        let region = layer
+            .region
+            .as_ref()
+            .map(|r| r.value.clone())
+            .unwrap_or_else(|| AccountConfig::default().region);
+        for list in [&layer.allow_from, &layer.group_allow_from]
+            .into_iter()
+            .flatten()
+        {
+            for (i, entry) in list.value.iter().enumerate() {
+                if let AllowEntry::Unusable(_) = AllowEntry::parse(entry, &region) {
+                    let msg = format!(
+                        "{}[{i}]: {} is neither a phone number, an email address, \"*\" nor a chat_id:/chat_guid:/chat_identifier: selector, so it never matches anyone",
+                        list.path,
+                        show(&Value::String(entry.clone()))
+                    );
+                    if !self.warnings.contains(&msg) {
+                        self.warnings.push(msg);
                     }
                 }
             }

@@ -25,8 +25,9 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::access::{self, Decision};
-use crate::agent::{Agent, Envelope};
+use crate::access::pairing::{pairing_message, random_code};
+use crate::access::{self, Decision, GroupContext, Policy, SkipKind, SkipLog};
+use crate::agent::{Agent, ContextMessage, Envelope};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountConfig, Config};
 use crate::imsg::client::{DATABASE_UNAVAILABLE, DELIVERY_OUTCOME_UNKNOWN, MUTATION_LANE_BLOCKED};
@@ -37,7 +38,10 @@ use crate::imsg::{
 };
 use crate::inbound::{self, EchoGuard, InboundMessage, SkipReason};
 use crate::routing::{self, ReplyTarget};
-use crate::state::{DirLock, HealthEvent, Inbound, JournalEntry, JournalStatus, StateError, Store};
+use crate::state::{
+    iso_ms, DirLock, HealthEvent, Inbound, JournalEntry, JournalStatus, PairJournal, StateError,
+    Store, Upsert,
+};
 
 /// Run-time knobs that are not in the config file: production uses the defaults, in-process
 /// tests set the fields (no environment variable changes them).
@@ -53,8 +57,12 @@ pub struct GatewayOptions {
     /// Backoff of a send imsg asked us to retry (busy, database unavailable).
     pub retry_initial: Duration,
     pub retry_max: Duration,
-    /// The wall clock (the echo window); timers are tokio's.
+    /// The wall clock (the echo window, pairing expiry, log throttling); timers are tokio's.
     pub clock: Arc<dyn Clock>,
+    /// How often the outbox (messages the CLI asks the running gateway to send) is checked.
+    pub outbox_interval: Duration,
+    /// Repeated "not answered" lines of one chat for one reason: at most one per interval.
+    pub skip_log_interval_ms: u64,
 }
 
 impl Default for GatewayOptions {
@@ -69,6 +77,8 @@ impl Default for GatewayOptions {
             retry_initial: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             clock: Arc::new(SystemClock),
+            outbox_interval: Duration::from_millis(500),
+            skip_log_interval_ms: 60_000,
         }
     }
 }
@@ -279,6 +289,11 @@ struct AccountRuntime {
     agent: Arc<Agent>,
     permits: Arc<Semaphore>,
     echo: Mutex<EchoGuard>,
+    /// The account's access settings, compiled once.
+    policy: Policy,
+    /// Unanswered group messages, for the next mention (memory only).
+    context: Mutex<GroupContext<ContextMessage>>,
+    skips: Mutex<SkipLog>,
     opts: GatewayOptions,
     cursor: watch::Sender<Option<i64>>,
     shutdown: watch::Receiver<bool>,
@@ -297,6 +312,9 @@ enum Work {
         msg: Box<InboundMessage>,
         raw: Value,
         target: ReplyTarget,
+        was_mentioned: bool,
+        /// Earlier unanswered messages of the group, oldest first.
+        context: Vec<ContextMessage>,
     },
     /// The reply is planned (and journaled); some chunks may be out already.
     Deliver(Delivery),
@@ -347,6 +365,9 @@ impl AccountRuntime {
             agent: shared.agent.clone(),
             permits: shared.permits.clone(),
             echo: Mutex::new(EchoGuard::new(shared.opts.echo_window_ms)),
+            policy: Policy::new(&shared.account),
+            context: Mutex::new(GroupContext::new(shared.account.history_limit)),
+            skips: Mutex::new(SkipLog::new(shared.opts.skip_log_interval_ms)),
             opts: shared.opts.clone(),
             cursor: cursor_tx,
             shutdown: shutdown.clone(),
@@ -377,7 +398,19 @@ impl AccountRuntime {
         // Messages that arrived together are ingested together: one read and one commit
         // for the lot (a catch-up page, a burst), other events in their place in the order.
         let mut pending: Vec<Value> = Vec::new();
-        while let Some(first) = ev_rx.recv().await {
+        let mut outbox = tokio::time::interval(me.opts.outbox_interval);
+        outbox.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let first = tokio::select! {
+                ev = ev_rx.recv() => match ev {
+                    Some(ev) => ev,
+                    None => break,
+                },
+                _ = outbox.tick() => {
+                    me.claim_outbox(&mut sessions, &slot_rx).await?;
+                    continue;
+                }
+            };
             let mut batch = vec![first];
             while batch.len() < INGEST_BATCH {
                 match ev_rx.try_recv() {
@@ -524,9 +557,33 @@ impl AccountRuntime {
             .as_deref()
             .and_then(|p| serde_json::from_str::<Value>(p).ok())
             .and_then(|raw| inbound::parse_message(&raw).ok().map(|m| (m, raw)));
-        let Some((msg, raw)) = parsed else {
+        if parsed.is_none() && e.status == JournalStatus::Answering {
+            // A reply of the gateway's own (a pairing code, a CLI notification): no inbound
+            // payload, only the plan.
+            let plan: Vec<Value> = e
+                .plan
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok())
+                .ok_or("interrupted while sending, with no journaled plan to reconcile; not resent to avoid a duplicate")?;
+            let next = (e.sent.max(0) as usize).min(plan.len());
+            tracing::info!(account = %self.id(), key = %e.guid,
+                "resuming a message interrupted by the restart: {next} of {} chunk(s) acknowledged; checking the chat's history before sending more", plan.len());
+            return Ok(Job {
+                key: e.guid.clone(),
+                session: format!("own:{}", e.guid),
+                work: Work::Deliver(Delivery {
+                    plan,
+                    next,
+                    uncertain: true,
+                    chat_id: e.chat_id,
+                    after_rowid: e.rowid.unwrap_or(0),
+                }),
+            });
+        }
+        let Some((mut msg, raw)) = parsed else {
             return Err("journaled payload unreadable".into());
         };
+        msg.is_group = self.policy.is_group(&msg);
         let session = routing::session_key(&msg);
         let work = if e.status == JournalStatus::Answering {
             let plan: Vec<Value> = e
@@ -548,9 +605,12 @@ impl AccountRuntime {
             let target = routing::reply_target(&msg).ok_or("no reply target")?;
             tracing::info!(account = %self.id(), guid = %e.guid, "resuming a message admitted before the restart");
             Work::Ask {
+                was_mentioned: self.policy.mentioned(&msg),
                 msg: Box::new(msg),
                 raw,
                 target,
+                // Context is memory only: a restart costs it, never the message.
+                context: Vec::new(),
             }
         };
         Ok(Job {
@@ -574,7 +634,11 @@ impl AccountRuntime {
         let mut parsed = Vec::with_capacity(raws.len());
         for raw in raws {
             match inbound::parse_message(&raw) {
-                Ok(m) => parsed.push((journal_key(&m), m, raw)),
+                Ok(mut m) => {
+                    // A chat the operator listed in `groups` is a group, for access and routing.
+                    m.is_group = self.policy.is_group(&m);
+                    parsed.push((journal_key(&m), m, raw))
+                }
                 Err(e) => {
                     tracing::warn!(account = %self.id(), "not answered: {e}");
                     if let Some(id) = raw.get("id").and_then(Value::as_i64) {
@@ -584,9 +648,13 @@ impl AccountRuntime {
             }
         }
         let keys: Vec<String> = parsed.iter().map(|(k, _, _)| k.clone()).collect();
-        let known = {
+        // Approvals are read once per batch: an approval made with the CLI while the gateway
+        // runs counts from the sender's next message on.
+        let (known, approved) = {
             let id = self.id().to_string();
-            self.db.call(move |s| s.known(&id, &keys)).await?
+            self.db
+                .call(move |s| Ok((s.known(&id, &keys)?, s.approved_senders(&id)?)))
+                .await?
         };
         struct Row {
             key: String,
@@ -594,7 +662,15 @@ impl AccountRuntime {
             raw: Value,
             status: JournalStatus,
             reason: Option<String>,
-            admit: Option<(String, ReplyTarget)>,
+            admit: Option<Admitted>,
+            /// An unknown DM sender under `dmPolicy: "pairing"` (the normalised id).
+            pair: Option<String>,
+        }
+        struct Admitted {
+            session: String,
+            target: ReplyTarget,
+            was_mentioned: bool,
+            context: Vec<ContextMessage>,
         }
         let mut rows: Vec<Row> = Vec::new();
         let mut seen = HashSet::new();
@@ -607,21 +683,56 @@ impl AccountRuntime {
             }
             let skip = |reason: String| (JournalStatus::Skipped, Some(reason), None);
             let now = self.opts.clock.now_ms();
-            let (status, reason, admit) = if let Some(r) = inbound::skip_reason(&msg) {
-                skip(r.as_str().to_string())
+            let mut pair = None;
+            let decision = if let Some(r) = inbound::skip_reason(&msg) {
+                Err(r.as_str().to_string())
             } else if self.echo.lock().unwrap().is_mirror(&msg, now) {
-                skip(SkipReason::MirrorEcho.as_str().to_string())
-            } else if let Decision::Drop { reason } = access::decide(&msg, &self.account) {
-                tracing::info!(account = %self.id(), guid = %key, sender = %msg.sender, "dropped: {reason}");
-                skip(format!("access: {reason}"))
-            } else if let Some(target) = routing::reply_target(&msg) {
-                (
-                    JournalStatus::Received,
-                    None,
-                    Some((routing::session_key(&msg), target)),
-                )
+                Err(SkipReason::MirrorEcho.as_str().to_string())
             } else {
-                skip("no reply target (no chat id, guid, identifier or sender)".to_string())
+                let is_approved = approved.contains(&self.policy.sender_id(&msg));
+                Ok(access::decide(&self.policy, &msg, is_approved))
+            };
+            let (status, reason, admit) = match decision {
+                Err(r) => skip(r),
+                Ok(Decision::Drop(s)) => {
+                    self.not_answered(&msg, &s.kind, &s.text, now);
+                    skip(format!("access: {}", s.text))
+                }
+                Ok(Decision::Context(s)) => {
+                    if let Some(chat) = msg.chat_id {
+                        self.context
+                            .lock()
+                            .unwrap()
+                            .keep(chat, context_of(&msg, &self.policy));
+                    }
+                    self.not_answered(&msg, &s.kind, &s.text, now);
+                    skip(format!("access: {} [kept as context]", s.text))
+                }
+                Ok(Decision::Pair { sender }) => {
+                    pair = Some(sender);
+                    skip(String::new())
+                }
+                Ok(Decision::Admit { was_mentioned }) => match routing::reply_target(&msg) {
+                    Some(target) => {
+                        let context = match msg.chat_id.filter(|_| msg.is_group) {
+                            Some(chat) => self.context.lock().unwrap().take(chat),
+                            None => Vec::new(),
+                        };
+                        (
+                            JournalStatus::Received,
+                            None,
+                            Some(Admitted {
+                                session: routing::session_key(&msg),
+                                target,
+                                was_mentioned,
+                                context,
+                            }),
+                        )
+                    }
+                    None => {
+                        skip("no reply target (no chat id, guid, identifier or sender)".to_string())
+                    }
+                },
             };
             if let Some(r) = &reason {
                 tracing::debug!(account = %self.id(), guid = %key, rowid = msg.rowid,
@@ -634,8 +745,22 @@ impl AccountRuntime {
                 status,
                 reason,
                 admit,
+                pair,
             });
         }
+        // The pairing flow first, each in its own transaction (rare: strangers); the batch's
+        // cursor then moves past them with the rest.
+        let mut own_replies = Vec::new();
+        for row in rows.iter().filter(|r| r.pair.is_some()) {
+            cursor = cursor.max(Some(row.msg.rowid));
+            if let Some(job) = self
+                .pair(row.pair.as_deref().unwrap_or_default(), &row.key, &row.msg)
+                .await?
+            {
+                own_replies.push(job);
+            }
+        }
+        rows.retain(|r| r.pair.is_none());
         /// What the store thread journals, owned so it can cross to it.
         struct Owned {
             guid: String,
@@ -680,24 +805,176 @@ impl AccountRuntime {
         if let Some(t) = top {
             self.cursor_moved(t);
         }
+        for job in own_replies {
+            self.dispatch(job, sessions, slot);
+        }
         for (row, fresh) in rows.into_iter().zip(fresh) {
-            let Some((session, target)) = row.admit else {
+            let Some(a) = row.admit else {
                 continue;
             };
             if !fresh {
                 continue;
             }
-            tracing::info!(account = %self.id(), guid = %row.key, session = %session,
+            tracing::info!(account = %self.id(), guid = %row.key, session = %a.session,
                 sender = %row.msg.sender, "admitted message {}", row.msg.rowid);
             self.dispatch(
                 Job {
                     key: row.key,
-                    session,
+                    session: a.session,
                     work: Work::Ask {
                         msg: Box::new(row.msg),
                         raw: row.raw,
-                        target,
+                        target: a.target,
+                        was_mentioned: a.was_mentioned,
+                        context: a.context,
                     },
+                },
+                sessions,
+                slot,
+            );
+        }
+        Ok(())
+    }
+
+    /// Logs a message not answered for a policy reason: at info, but for one chat and one
+    /// reason at most once per interval, with how many were not logged in between.
+    fn not_answered(&self, msg: &InboundMessage, kind: &SkipKind, why: &str, now_ms: u64) {
+        let chat = msg.chat_id.map(|c| c.to_string()).unwrap_or_default();
+        let quiet = self.skips.lock().unwrap().should_log(&chat, *kind, now_ms);
+        match quiet {
+            Some(0) => tracing::info!(account = %self.id(), chat_id = ?msg.chat_id,
+                sender = %msg.sender, "not answered: {why}"),
+            Some(n) => tracing::info!(account = %self.id(), chat_id = ?msg.chat_id,
+                sender = %msg.sender, "not answered: {why} ({n} more like it since the last line)"),
+            None => tracing::debug!(account = %self.id(), chat_id = ?msg.chat_id,
+                sender = %msg.sender, "not answered: {why}"),
+        }
+    }
+
+    /// The pairing flow for an unknown DM sender (reference §3.5): a new request gets the
+    /// code, once; a pending, rejected or capped one gets nothing. Returns the code's
+    /// delivery, already journaled.
+    async fn pair(
+        &self,
+        sender: &str,
+        key: &str,
+        msg: &InboundMessage,
+    ) -> anyhow::Result<Option<Job>> {
+        let Some(target) = routing::reply_target(msg) else {
+            return Ok(None);
+        };
+        let now = self.opts.clock.now_ms() as i64;
+        let reply_key = format!("pairing:{key}");
+        // The code's message is ours, not the agent's: no response prefix.
+        let plain = AccountConfig {
+            response_prefix: None,
+            ..(*self.account).clone()
+        };
+        let (id, key2, sender2, rowid, chat_id) = (
+            self.id().to_string(),
+            key.to_string(),
+            sender.to_string(),
+            msg.rowid,
+            msg.chat_id,
+        );
+        let (target2, reply_key2) = (target.clone(), reply_key.clone());
+        let done = self
+            .db
+            .call(move |s| {
+                let journal = |u: &Upsert| -> PairJournal {
+                    match u {
+                        Upsert::Created(r) => PairJournal {
+                            reason: format!("access: pairing code sent to {} (approve with: imsg-gateway pairing approve {})", r.sender, r.code),
+                            reply: Some((
+                                reply_key2.clone(),
+                                Value::Array(crate::outbound::plan_reply(
+                                    &pairing_message(&r.sender, &r.code),
+                                    &target2,
+                                    &plain,
+                                ))
+                                .to_string(),
+                            )),
+                        },
+                        Upsert::Pending(r) => PairJournal {
+                            reason: format!("access: {} is waiting for pairing approval (code {}, valid until {}); no new code is sent (approve with: imsg-gateway pairing approve {})", r.sender, r.code, iso_ms(r.expires_ms), r.code),
+                            reply: None,
+                        },
+                        Upsert::Rejected(r) => PairJournal {
+                            reason: format!("access: the pairing request of {} was rejected; nothing is sent until {}", r.sender, iso_ms(r.expires_ms)),
+                            reply: None,
+                        },
+                        Upsert::Full => PairJournal {
+                            reason: format!("access: {} pairing requests are already pending, so {sender2} gets no code and no request (approve or reject one: imsg-gateway pairing list)", access::pairing::MAX_PENDING),
+                            reply: None,
+                        },
+                    }
+                };
+                s.pair_inbound(&id, &key2, rowid, &sender2, chat_id, now, &mut random_code, &journal)
+            })
+            .await?;
+        let Some((outcome, journal)) = done else {
+            return Ok(None);
+        };
+        let why = journal.reason.trim_start_matches("access: ");
+        let kind = match outcome {
+            Upsert::Created(_) => {
+                tracing::info!(account = %self.id(), guid = %key, sender = %sender, "not answered: {why}");
+                None
+            }
+            Upsert::Pending(_) => Some(SkipKind::PairingPending),
+            Upsert::Rejected(_) => Some(SkipKind::PairingRejected),
+            Upsert::Full => Some(SkipKind::PairingFull),
+        };
+        if let Some(kind) = kind {
+            self.not_answered(msg, &kind, why, now as u64);
+        }
+        let Some((_, plan)) = journal.reply else {
+            return Ok(None);
+        };
+        let plan: Vec<Value> = serde_json::from_str(&plan)?;
+        Ok(Some(Job {
+            key: reply_key,
+            session: format!("pairing:{sender}"),
+            work: Work::Deliver(Delivery {
+                plan,
+                next: 0,
+                uncertain: false,
+                chat_id: msg.chat_id,
+                after_rowid: msg.rowid,
+            }),
+        }))
+    }
+
+    /// Sends what the CLI queued for this account (`pairing approve --notify`).
+    async fn claim_outbox(
+        self: &Arc<Self>,
+        sessions: &mut Sessions,
+        slot: &ConnectionSlot,
+    ) -> anyhow::Result<()> {
+        let id = self.id().to_string();
+        let after = (*self.cursor.borrow()).unwrap_or(0);
+        let claimed = self.db.call(move |s| s.claim_outbox(&id, after)).await?;
+        for (key, plan, chat_id) in claimed {
+            let plan: Vec<Value> = match serde_json::from_str(&plan) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.final_failure(&key, &format!("the queued message is not a plan: {e}"))
+                        .await;
+                    continue;
+                }
+            };
+            tracing::info!(account = %self.id(), key = %key, "sending a message queued by the CLI");
+            self.dispatch(
+                Job {
+                    session: format!("own:{key}"),
+                    key,
+                    work: Work::Deliver(Delivery {
+                        plan,
+                        next: 0,
+                        uncertain: false,
+                        chat_id,
+                        after_rowid: after,
+                    }),
                 },
                 sessions,
                 slot,
@@ -757,8 +1034,18 @@ impl AccountRuntime {
     async fn answer(&self, job: Job, slot: &mut ConnectionSlot) {
         let delivery = match job.work {
             Work::Deliver(d) => d,
-            Work::Ask { msg, raw, target } => {
-                match self.ask(&job.key, &job.session, &msg, &raw, &target).await {
+            Work::Ask {
+                msg,
+                raw,
+                target,
+                was_mentioned,
+                context,
+            } => {
+                let env = Envelope {
+                    context,
+                    ..Envelope::from_inbound(&msg, &raw, &self.account, &job.session, was_mentioned)
+                };
+                match self.ask(&job.key, env, &msg, &target).await {
                     Some(d) => d,
                     None => return,
                 }
@@ -771,12 +1058,10 @@ impl AccountRuntime {
     async fn ask(
         &self,
         key: &str,
-        session: &str,
+        env: Envelope,
         msg: &InboundMessage,
-        raw: &Value,
         target: &ReplyTarget,
     ) -> Option<Delivery> {
-        let env = Envelope::from_inbound(msg, raw, &self.account, session, false);
         let reply = {
             let Ok(_permit) = self.permits.acquire().await else {
                 return None;
@@ -1117,6 +1402,16 @@ fn lane_blocked(e: &RpcError) -> bool {
                         == Some("still_in_flight"))
         }
         _ => false,
+    }
+}
+
+/// An unanswered group message as the agent will see it later, in `context`.
+fn context_of(msg: &InboundMessage, policy: &Policy) -> ContextMessage {
+    ContextMessage {
+        sender: policy.sender_id(msg),
+        text: msg.text.clone(),
+        message_guid: msg.guid.clone(),
+        timestamp: msg.created_at.clone(),
     }
 }
 

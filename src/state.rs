@@ -7,7 +7,8 @@
 //! A reply being sent keeps its plan (the `send` params of every chunk) and how many chunks
 //! imsg acknowledged, so a restart continues it after reconciling with the chat's history
 //! instead of guessing. `health` records, per account, how the imsg connection is doing, for
-//! `status`. The directory is 0700, the file 0600, the journal mode WAL so the CLI can read
+//! `status`. Pairing requests, approvals and the CLI's outbox live here too ([`pairing`]).
+//! The directory is 0700, the file 0600, the journal mode WAL so the CLI can read
 //! while `run` writes. A busy database is waited for, never fatal; one gateway at a time holds
 //! the state dir's lock ([`DirLock`]). A file that is not our database is an error naming it,
 //! never a reset.
@@ -20,11 +21,14 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod pairing;
+pub use pairing::{iso_ms, Approval, PairJournal, PairingError, PairingRequest, Upsert};
+
 /// File name inside `state.dir`.
 pub const STATE_FILE: &str = "state.db";
 /// The lock file a running gateway holds in `state.dir` (with its pid in it).
 pub const LOCK_FILE: &str = "gateway.lock";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// How long one statement waits on a lock held by another process before we back off and
 /// retry it (the retry itself is unbounded: a busy database is waited for, never fatal).
 const BUSY_TIMEOUT: Duration = Duration::from_millis(500);
@@ -269,6 +273,21 @@ impl Store {
                      skipped_rows INTEGER NOT NULL DEFAULT 0, last_skipped_rowid INTEGER,
                      updated_at TEXT NOT NULL);
                  PRAGMA user_version = 2;
+                 COMMIT;",
+            )
+            .map_err(corrupt)?;
+        }
+        if version < 3 {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS pairing(
+                     account TEXT NOT NULL, sender TEXT NOT NULL, code TEXT NOT NULL UNIQUE,
+                     chat_id INTEGER, created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
+                     status TEXT NOT NULL, PRIMARY KEY(account, sender));
+                 CREATE TABLE IF NOT EXISTS approved(
+                     account TEXT NOT NULL, sender TEXT NOT NULL, code TEXT, chat_id INTEGER,
+                     approved_ms INTEGER NOT NULL, PRIMARY KEY(account, sender));
+                 PRAGMA user_version = 3;
                  COMMIT;",
             )
             .map_err(corrupt)?;

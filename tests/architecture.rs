@@ -63,7 +63,7 @@ fn imsg_talks_to_imsg_only_never_to_the_store_the_gateway_or_agents() {
 
 #[test]
 fn decision_modules_do_no_io_and_read_no_clock() {
-    let mut files = sources("access.rs");
+    let mut files = sources("access");
     files.extend(sources("routing.rs"));
     files.extend(sources("inbound.rs"));
     for f in ["chunk.rs", "handle.rs", "target.rs"] {

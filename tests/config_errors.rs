@@ -76,7 +76,7 @@ fn full_fixture_sets_every_key() {
     assert_eq!(a.groups["123"].require_mention, Some(false));
     assert_eq!(a.groups["*"].require_mention, Some(true));
     assert!(a.include_attachments);
-    assert_eq!(a.mention_patterns, ["@assistant", "\\bclawd\\b"]);
+    assert_eq!(a.mention_patterns.sources(), ["@assistant", "\\bclawd\\b"]);
     assert_eq!(a.response_prefix.as_deref(), Some("[bot]"));
     assert_eq!(
         c.agent,

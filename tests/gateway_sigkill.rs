@@ -46,7 +46,7 @@ impl Soak {
         World::build_from_scenario_file(&fixture, &world).expect("world builds");
         let config = format!(
             r#"{{ imessage: {{ cliPath: "{}", dbPath: "{}", dmPolicy: "open", allowFrom: ["*"],
-                              textChunkLimit: {LIMIT} }},
+                              groups: {{ "*": {{ requireMention: false }} }}, textChunkLimit: {LIMIT} }},
                  agent: {{ kind: "echo" }}, state: {{ dir: "{}" }} }}"#,
             fake_imsg_bin().display(),
             world.display(),

@@ -61,6 +61,24 @@ pub fn normalize_handle(raw: &str, region: &str) -> String {
     normalize_phone(phone, region).unwrap_or_else(|| s.to_string())
 }
 
+/// The normalised handle when `raw` is one: a phone number or an email address, with or
+/// without a service prefix. `None` for chat selectors and for anything else (a word, a
+/// name), which no allowlist entry may stand for (DESIGN decision 3).
+pub fn parse_handle(raw: &str, region: &str) -> Option<String> {
+    let mut s = raw.trim();
+    while let Some(rest) = SERVICE_PREFIXES.iter().find_map(|p| strip_prefix_ci(s, p)) {
+        s = rest.trim();
+    }
+    if s.is_empty() || split_chat_prefix(s).is_some() {
+        return None;
+    }
+    if let Some((user, domain)) = s.split_once('@') {
+        let plausible = !user.is_empty() && !domain.is_empty() && !s.contains(char::is_whitespace);
+        return plausible.then(|| s.to_lowercase());
+    }
+    normalize_phone(s, region)
+}
+
 /// E.164 for anything written like a phone number (digits with the usual separators);
 /// `None` for everything else, which the caller keeps verbatim.
 fn normalize_phone(s: &str, region: &str) -> Option<String> {
@@ -134,6 +152,38 @@ mod tests {
         assert_eq!(n(""), "");
         assert_eq!(n("   "), "");
         assert_ne!(n("alice"), n("bob"));
+    }
+
+    #[test]
+    fn only_phone_numbers_and_emails_are_handles() {
+        let h = |s: &str| parse_handle(s, "US");
+        for phone in [
+            "+1 (201) 555-0101",
+            "201-555-0101",
+            "2015550101",
+            "+12015550101",
+            "imessage:+12015550101",
+            "sms: 201.555.0101",
+        ] {
+            assert_eq!(h(phone).as_deref(), Some("+12015550101"), "{phone}");
+        }
+        assert_eq!(
+            h("Auto:Alice@Example.COM").as_deref(),
+            Some("alice@example.com")
+        );
+        for not in [
+            "alice",
+            "chat_id:12",
+            "chat_guid:x",
+            "",
+            "imessage:",
+            "@",
+            "a@",
+            "1-800-FLOWERS",
+            "*",
+        ] {
+            assert_eq!(h(not), None, "{not}");
+        }
     }
 
     #[test]

@@ -5,11 +5,11 @@
 //! to imsg.
 
 mod chunk;
-mod handle;
+pub(crate) mod handle;
 mod target;
 
 pub use chunk::chunk_text;
-pub use handle::normalize_handle;
+pub use handle::{normalize_handle, parse_handle};
 pub use target::{parse_target, Target, TargetError};
 
 use serde_json::{json, Map, Value};
