@@ -353,6 +353,23 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_unicode_chunks_exactly_as_before(
+        chars in prop::collection::vec(
+            prop_oneof![
+                3 => any::<char>(),
+                2 => prop::sample::select(vec![' ', '\n', '\r', '(', ')', '\u{301}', '\u{200d}', '\u{3000}']),
+            ],
+            0..120,
+        ),
+        limit in 1usize..50,
+    ) {
+        let text: String = chars.into_iter().collect();
+        for mode in [ChunkMode::Length, ChunkMode::Newline] {
+            prop_assert_eq!(chunk_text(&text, limit, mode), old::chunk_text(&text, limit, mode));
+        }
+    }
+
+    #[test]
     fn rich_text_chunks_exactly_as_before(text in rich_text(), limit in 0usize..40) {
         for mode in [ChunkMode::Length, ChunkMode::Newline] {
             prop_assert_eq!(chunk_text(&text, limit, mode), old::chunk_text(&text, limit, mode));
