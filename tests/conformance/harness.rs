@@ -211,6 +211,9 @@ pub struct Launch {
     pub agent: Agent,
     pub protocol: Option<String>,
     pub faults: Option<Value>,
+    /// Config a scenario sets (`Given the config says:`), merged over the suite's defaults:
+    /// each `imessage` key replaces the default's, other top-level keys are set whole.
+    pub config: Option<Value>,
 }
 
 impl Launch {
@@ -225,6 +228,9 @@ impl Launch {
     }
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("imsg.pid")
+    }
+    pub fn state_db(&self) -> PathBuf {
+        self.dir.join("state").join("state.db")
     }
     pub fn envelopes(&self) -> PathBuf {
         self.dir.join("envelopes.jsonl")
@@ -273,6 +279,19 @@ impl Launch {
             "agent": agent,
             "state": { "dir": self.dir.join("state") },
         });
+        let mut config = config;
+        if let Some(Value::Object(extra)) = &self.config {
+            for (k, v) in extra {
+                match (k.as_str(), v) {
+                    ("imessage", Value::Object(keys)) => {
+                        for (ik, iv) in keys {
+                            config["imessage"][ik] = iv.clone();
+                        }
+                    }
+                    _ => config[k] = v.clone(),
+                }
+            }
+        }
         let path = self.config_path();
         std::fs::write(&path, serde_json::to_string_pretty(&config)?)?;
         Ok(path)

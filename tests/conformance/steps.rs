@@ -37,6 +37,12 @@ pub struct GatewayWorld {
     pub stopped: bool,
     /// Successful `watch.subscribe` calls seen when the imsg child was last killed.
     pub subscriptions_at_kill: usize,
+    /// The scenario's config text (JSON5, placeholders unresolved until the gateway starts).
+    pub config_text: Option<String>,
+    /// Pairing codes the gateway sent, in order.
+    pub codes: Vec<String>,
+    /// The last `imsg-gateway` command an operator step ran: exit code and output.
+    pub last_command: Option<(i32, String)>,
 }
 
 impl fmt::Debug for GatewayWorld {
@@ -59,6 +65,7 @@ impl GatewayWorld {
             agent: Agent::Echo,
             protocol: None,
             faults: None,
+            config: None,
         };
         let world = World::create(&launch.world_path())
             .map_err(|e| anyhow::anyhow!("cannot create the world: {e}"))?;
@@ -73,17 +80,52 @@ impl GatewayWorld {
             last_message: None,
             stopped: false,
             subscriptions_at_kill: 0,
+            config_text: None,
+            codes: Vec::new(),
+            last_command: None,
         })
     }
 
     /// Starts the gateway if no step has yet.
     async fn ensure_gateway(&mut self) {
         if self.gateway.is_none() {
+            self.resolve_config();
             match Gateway::start(&self.launch).await {
                 Ok(g) => self.gateway = Some(g),
                 Err(e) => panic!("{e:#}"),
             }
         }
+    }
+
+    /// Turns the scenario's config text into the launch's config, with `<chat_id of X>`
+    /// replaced by the id of a chat that has its first row already.
+    fn resolve_config(&mut self) {
+        let Some(text) = self.config_text.clone() else {
+            return;
+        };
+        let mut text = text;
+        while let Some(start) = text.find("<chat_id of ") {
+            let end = start
+                + text[start..]
+                    .find('>')
+                    .unwrap_or_else(|| panic!("unclosed placeholder in {text}"));
+            let phrase = text[start + "<chat_id of ".len()..end].to_string();
+            let chat = self.chat(&phrase);
+            let id = self.chats[chat].chat_id.unwrap_or_else(|| {
+                panic!("{phrase} has no chat_id yet: give it a message first (\"already said\")")
+            });
+            text.replace_range(start..=end, &id.to_string());
+        }
+        let value: Value = json5::from_str(&text)
+            .unwrap_or_else(|e| panic!("the scenario's config is not JSON5: {e}\n{text}"));
+        self.launch.config = Some(value);
+    }
+
+    /// Replaces `<code>` (the last pairing code) and `<CODE in lower case>` in a command.
+    fn expand(&self, s: &str) -> String {
+        let last = self.codes.last().cloned().unwrap_or_default();
+        s.replace("<code in lower case>", &last.to_lowercase())
+            .replace("<code>", &last)
     }
 
     fn declare(&mut self, chat: ChatRef) -> usize {
@@ -126,6 +168,24 @@ impl GatewayWorld {
                 self.labels()
             )
         })
+    }
+
+    /// The envelope the recording agent got for the message the last reply answers.
+    fn envelope_of_last_reply(&self) -> Value {
+        let (_, send) = self.last_reply.clone().expect("a reply was seen before");
+        let reply = send.params["text"].as_str().unwrap_or_default();
+        let asked = reply.strip_prefix("echo: ").unwrap_or(reply);
+        let envelopes = self.envelopes();
+        envelopes
+            .iter()
+            .rev()
+            .find(|e| e["text"].as_str() == Some(asked))
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no envelope for {asked:?} (is the recording agent configured?): {envelopes:?}"
+                )
+            })
     }
 
     fn labels(&self) -> Vec<&str> {
@@ -366,6 +426,38 @@ fn duplicate_fault(w: &mut GatewayWorld) {
     w.set_fault("duplicate_notification", json!(true));
 }
 
+#[given(regex = r"^the config says:$")]
+fn config_says(w: &mut GatewayWorld, step: &cucumber::gherkin::Step) {
+    let text = step
+        .docstring
+        .clone()
+        .expect("the config step takes a docstring with a JSON5 object");
+    w.config_text = Some(text);
+}
+
+#[given(
+    regex = r#"^"([^"]+)" already said "([^"]*)" in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn already_said(w: &mut GatewayWorld, from: String, text: String, chat: String) {
+    // Before the gateway starts: history, not a new message (a fresh gateway starts at the tail).
+    assert!(
+        w.gateway.is_none(),
+        "\"already said\" is for history, before the gateway runs"
+    );
+    let chat = w.chat(&chat);
+    let was = std::mem::replace(&mut w.stopped, true);
+    w.inject(
+        chat,
+        InjectSpec {
+            from,
+            text,
+            ..Default::default()
+        },
+    )
+    .await;
+    w.stopped = was;
+}
+
 #[given("the gateway is running")]
 async fn gateway_running(w: &mut GatewayWorld) {
     w.ensure_gateway().await;
@@ -455,6 +547,52 @@ async fn mirror_row(w: &mut GatewayWorld, from: String) {
     .await;
 }
 
+#[when(regex = r#"^the operator runs "imsg-gateway ([^"]+)"$"#)]
+async fn operator_runs(w: &mut GatewayWorld, args: String) {
+    let args = w.expand(&args);
+    if w.gateway.is_none() {
+        w.resolve_config();
+        w.launch
+            .write_files()
+            .expect("the scenario's files are written");
+    }
+    let out = tokio::process::Command::new(&binaries().gateway)
+        .arg("--config")
+        .arg(w.launch.config_path())
+        .args(args.split_whitespace())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("imsg-gateway runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.last_command = Some((out.status.code().unwrap_or(-1), text));
+}
+
+#[when(regex = r#"^the pairing request of "([^"]+)" is (\d+) minutes old$"#)]
+fn request_aged(w: &mut GatewayWorld, sender: String, minutes: i64) {
+    // The gateway's clock is its own: age the request in the scenario's state database, so
+    // this works against a real imsg too.
+    let db = rusqlite::Connection::open(w.launch.state_db()).expect("the state database opens");
+    let now = chrono::Utc::now().timestamp_millis();
+    let n = db
+        .execute(
+            "UPDATE pairing SET created_ms = ?2, last_seen_ms = ?2 WHERE sender = ?1",
+            rusqlite::params![sender, now - minutes * 60_000],
+        )
+        .expect("the pairing table is updated");
+    assert_eq!(
+        n,
+        1,
+        "no pairing request of {sender} in {}",
+        w.launch.state_db().display()
+    );
+}
+
 #[when("the imsg child is killed")]
 async fn kill_child(w: &mut GatewayWorld) {
     w.ensure_gateway().await;
@@ -539,6 +677,115 @@ async fn replies_nothing(w: &mut GatewayWorld, chat: String, secs: String) {
         "the gateway sent to {} what it should not have: {extra:?}\n{}",
         w.chats[chat].label,
         w.report()
+    );
+}
+
+#[then(
+    regex = r#"^the gateway replies with a (new )?pairing code in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn replies_with_code(w: &mut GatewayWorld, new: String, chat: String) {
+    let chat = w.chat(&chat);
+    let send = w.next_reply(chat).await;
+    let text = send.params["text"].as_str().unwrap_or_default().to_string();
+    let who = w.chats[chat].participants[0].clone();
+    assert!(
+        text.contains(&format!("Your iMessage sender id: {who}")),
+        "the reply does not name the sender {who}: {text:?}"
+    );
+    let code = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Pairing code: "))
+        .unwrap_or_else(|| panic!("no \"Pairing code:\" line in {text:?}"))
+        .trim()
+        .to_string();
+    assert_eq!(code.len(), 8, "{code:?}");
+    assert!(
+        code.bytes()
+            .all(|b| b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789".contains(&b)),
+        "{code:?} uses characters outside the pairing alphabet"
+    );
+    assert!(
+        text.contains(&format!("imsg-gateway pairing approve {code}")),
+        "the reply does not say how to approve: {text:?}"
+    );
+    if !new.is_empty() {
+        assert!(!w.codes.contains(&code), "{code} was sent before");
+    }
+    w.check_sent_row(chat, &send, &text).await;
+    w.codes.push(code);
+    w.last_reply = Some((chat, send));
+}
+
+#[then(regex = r"^the command exits (\d+)$")]
+fn command_exits(w: &mut GatewayWorld, code: i32) {
+    let (got, out) = w.last_command.clone().expect("a command ran");
+    assert_eq!(
+        got, code,
+        "the command exited {got}, not {code}; it said:\n{out}"
+    );
+}
+
+#[then(regex = r#"^the command says "(.*)"$"#)]
+fn command_says(w: &mut GatewayWorld, text: String) {
+    // `\"` in the feature stands for a quote in the output.
+    let text = w.expand(&text.replace("\\\"", "\""));
+    let (_, out) = w.last_command.clone().expect("a command ran");
+    assert!(
+        out.contains(&text),
+        "the command did not say {text:?}; it said:\n{out}"
+    );
+}
+
+#[then(regex = r#"^the command does not say "([^"]*)"$"#)]
+fn command_does_not_say(w: &mut GatewayWorld, text: String) {
+    let text = w.expand(&text);
+    let (_, out) = w.last_command.clone().expect("a command ran");
+    assert!(!out.contains(&text), "the command said {text:?}:\n{out}");
+}
+
+#[then(regex = r#"^the gateway's log says "([^"]*)"$"#)]
+async fn log_says(w: &mut GatewayWorld, text: String) {
+    let deadline = Instant::now() + wait();
+    loop {
+        let log = std::fs::read_to_string(w.launch.stderr_path()).unwrap_or_default();
+        if log.contains(&text) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("the gateway's log never said {text:?}\n{}", w.report());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[then(regex = r#"^that reply's envelope carries (no context|the context (.+))$"#)]
+fn envelope_context(w: &mut GatewayWorld, _what: String, list: String) {
+    let envelope = w.envelope_of_last_reply();
+    let context: Vec<String> = envelope["context"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the envelope has no context array: {envelope}"))
+        .iter()
+        .map(|c| c["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let want: Vec<String> = list
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        context, want,
+        "the envelope's context; envelope: {envelope}"
+    );
+}
+
+#[then(regex = r"^that reply's envelope says the assistant was (mentioned|not mentioned)$")]
+fn envelope_mentioned(w: &mut GatewayWorld, what: String) {
+    let envelope = w.envelope_of_last_reply();
+    assert_eq!(
+        envelope["was_mentioned"].as_bool(),
+        Some(what == "mentioned"),
+        "envelope: {envelope}"
     );
 }
 
