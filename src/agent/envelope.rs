@@ -21,7 +21,7 @@
 //!   "message_guid": "7E2B1C4A-…", "message_id": 4821,
 //!   "timestamp": "2026-01-15T18:04:05.123Z",
 //!   "was_mentioned": false,
-//!   "context": [],                              // earlier unanswered group messages (reserved)
+//!   "context": [],                              // unanswered group messages since the last mention
 //!   "reply_to": {"guid": "…", "text": "…", "sender": "…"}     // only on inline replies
 //! }
 //! ```
