@@ -1,5 +1,6 @@
 //! The command line: `imsg-gateway [--config PATH] [--log LEVEL] run | config check |
-//! status [--probe] [--json] | chats [--limit N] | pairing …` ([`pairing`]).
+//! status [--probe] [--json] | chats [--limit N] | pairing …` ([`pairing`]) | send …`
+//! ([`send`]).
 //!
 //! Exit codes: 0 ok, 1 a runtime failure (imsg unreachable, probe found a problem), 2 bad
 //! usage or an invalid config (the message names the key path).
@@ -18,6 +19,7 @@ use crate::imsg::{negotiate, ImsgProcess, SpawnSpec};
 use crate::state::Store;
 
 pub mod pairing;
+pub mod send;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,6 +61,8 @@ pub enum Command {
         #[command(subcommand)]
         action: pairing::PairingAction,
     },
+    /// Send a message (chunked and prefixed like replies); --dry-run shows it without sending.
+    Send(send::SendArgs),
     /// List chats through imsg (`chats.list`).
     Chats {
         #[arg(long, default_value_t = 20)]
@@ -135,6 +139,10 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Run => run(&cli).await,
         Command::Status { probe, json } => status(&cli, *probe, *json).await,
         Command::Chats { limit, json } => chats(&cli, *limit, *json).await,
+        Command::Send(args) => match load_config(&cli) {
+            Ok(config) => send::run(&config, args).await,
+            Err(code) => code,
+        },
         Command::Pairing { action } => match load_config(&cli) {
             Ok(config) => pairing::run(&config, action).await,
             Err(code) => code,

@@ -167,6 +167,9 @@ pub struct AccountConfig {
     /// `imessage.historyLimit`: unanswered group messages kept per chat as context for the
     /// next mention (0 keeps none).
     pub history_limit: usize,
+    /// `imessage.remoteHost`: the Mac imsg runs on when `cliPath` reaches it over SSH; inbound
+    /// attachments are copied from there with scp. Unset: detected from a `cliPath` script.
+    pub remote_host: Option<String>,
     /// `routing.groupChat.mentionPatterns` (global, copied into every account), compiled.
     pub mention_patterns: MentionPatterns,
     /// `messages.responsePrefix` (global, copied into every account).
@@ -194,6 +197,7 @@ impl Default for AccountConfig {
             chunk_mode: ChunkMode::Length,
             max_chunks_per_reply: DEFAULT_MAX_CHUNKS_PER_REPLY,
             history_limit: DEFAULT_HISTORY_LIMIT,
+            remote_host: None,
             mention_patterns: MentionPatterns::default(),
             response_prefix: None,
         }
@@ -403,6 +407,7 @@ fn account_json(a: &AccountConfig) -> Value {
         "chunkMode": a.chunk_mode.as_str(),
         "maxChunksPerReply": a.max_chunks_per_reply,
         "historyLimit": a.history_limit,
+        "remoteHost": a.remote_host,
     })
 }
 
@@ -447,6 +452,7 @@ const IMESSAGE_KEYS: &[&str] = &[
     "chunkMode",
     "maxChunksPerReply",
     "historyLimit",
+    "remoteHost",
     "accounts",
 ];
 const ACCOUNT_KEYS: &[&str] = &[
@@ -467,6 +473,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "chunkMode",
     "maxChunksPerReply",
     "historyLimit",
+    "remoteHost",
 ];
 const GROUP_KEYS: &[&str] = &["requireMention"];
 const ROUTING_KEYS: &[&str] = &["groupChat"];
@@ -509,6 +516,7 @@ struct Layer {
     chunk_mode: Option<At<ChunkMode>>,
     max_chunks_per_reply: Option<At<usize>>,
     history_limit: Option<At<usize>>,
+    remote_host: Option<At<String>>,
 }
 
 impl Layer {
@@ -540,6 +548,7 @@ impl Layer {
                 .max_chunks_per_reply
                 .or_else(|| base.max_chunks_per_reply.clone()),
             history_limit: self.history_limit.or_else(|| base.history_limit.clone()),
+            remote_host: self.remote_host.or_else(|| base.remote_host.clone()),
         }
     }
 }
@@ -717,6 +726,28 @@ impl Walk {
                 None
             }
         }
+    }
+
+    /// `remoteHost`: `host` or `user@host`, as ssh and scp take it.
+    fn remote_host(&mut self, obj: &Map<String, Value>, path: &str) -> Option<At<String>> {
+        let h = self.non_empty_string(obj, path, "remoteHost")?;
+        let v = h.value.trim();
+        let ok = v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+            && !v.starts_with('-');
+        if !ok {
+            self.err(format!(
+                "{}: expected a host name or user@host for ssh/scp, got {}",
+                h.path,
+                show(&Value::String(h.value.clone()))
+            ));
+            return None;
+        }
+        Some(At {
+            value: v.to_string(),
+            path: h.path,
+        })
     }
 
     /// An integer in `min..=max`.
@@ -1018,6 +1049,7 @@ impl Walk {
                     path: n.path,
                 }),
             history_limit: self.bounded_int(obj, path, "historyLimit", 0, MAX_HISTORY_LIMIT),
+            remote_host: self.remote_host(obj, path),
         }
     }
 
@@ -1149,6 +1181,7 @@ impl Walk {
                 max_chunks_per_reply: val(layer.max_chunks_per_reply)
                     .unwrap_or(d.max_chunks_per_reply),
                 history_limit: val(layer.history_limit).unwrap_or(d.history_limit),
+                remote_host: val(layer.remote_host),
                 mention_patterns: mention_patterns.clone(),
                 response_prefix: response_prefix.clone(),
             };

@@ -211,6 +211,7 @@ pub async fn run_with(
             permits: permits.clone(),
             opts: opts.clone(),
             connector: connect(account, &opts),
+            state_dir: config.state_dir.clone(),
         };
         tasks.spawn(supervise_account(shared, shutdown.clone()));
     }
@@ -241,6 +242,7 @@ struct AccountShared {
     permits: Arc<Semaphore>,
     opts: GatewayOptions,
     connector: Arc<dyn Connector>,
+    state_dir: std::path::PathBuf,
 }
 
 /// Runs one account, restarting it with backoff when it fails for any reason but an
@@ -294,6 +296,9 @@ struct AccountRuntime {
     /// Unanswered group messages, for the next mention (memory only).
     context: Mutex<GroupContext<ContextMessage>>,
     skips: Mutex<SkipLog>,
+    /// Where inbound attachments are copied from (imsg on another Mac), if anywhere.
+    remote_host: Option<String>,
+    state_dir: std::path::PathBuf,
     opts: GatewayOptions,
     cursor: watch::Sender<Option<i64>>,
     shutdown: watch::Receiver<bool>,
@@ -368,10 +373,18 @@ impl AccountRuntime {
             policy: Policy::new(&shared.account),
             context: Mutex::new(GroupContext::new(shared.account.history_limit)),
             skips: Mutex::new(SkipLog::new(shared.opts.skip_log_interval_ms)),
+            remote_host: crate::attachments::remote_host_for(
+                shared.account.remote_host.as_deref(),
+                &shared.account.cli_path,
+            ),
+            state_dir: shared.state_dir.clone(),
             opts: shared.opts.clone(),
             cursor: cursor_tx,
             shutdown: shutdown.clone(),
         });
+        if let Some(h) = &me.remote_host {
+            tracing::info!(account = %id, "imsg runs on {h}: inbound attachments are copied from there with scp");
+        }
         let mut sopts = SupervisorOptions::new(&id);
         sopts.request_timeout = me.opts.request_timeout;
         sopts.backoff_initial = me.opts.backoff_initial;
@@ -379,7 +392,9 @@ impl AccountRuntime {
         sopts.healthy_after = me.opts.healthy_after;
         sopts.health_interval = me.opts.health_interval;
         sopts.health_timeout = me.opts.request_timeout;
-        sopts.attachments = me.account.include_attachments;
+        // Always: an attachment-only message needs its attachments' kinds for the placeholder;
+        // includeAttachments decides only whether paths are handed to the agent.
+        sopts.attachments = true;
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let (slot_tx, slot_rx) = watch::channel(None);
         // The supervisor is aborted if this runtime fails, so a restarted account never has
@@ -1041,10 +1056,18 @@ impl AccountRuntime {
                 was_mentioned,
                 context,
             } => {
-                let env = Envelope {
+                let mut env = Envelope {
                     context,
                     ..Envelope::from_inbound(&msg, &raw, &self.account, &job.session, was_mentioned)
                 };
+                crate::attachments::prepare(
+                    &mut env.attachments,
+                    self.remote_host.as_deref(),
+                    &self.state_dir,
+                    self.id(),
+                    &job.key,
+                )
+                .await;
                 match self.ask(&job.key, env, &msg, &target).await {
                     Some(d) => d,
                     None => return,
@@ -1066,7 +1089,7 @@ impl AccountRuntime {
             let Ok(_permit) = self.permits.acquire().await else {
                 return None;
             };
-            self.agent.reply(&env).await
+            self.agent.reply_full(&env).await
         };
         let reply = match reply {
             Ok(Some(r)) => r,
@@ -1083,7 +1106,38 @@ impl AccountRuntime {
                 return None;
             }
         };
-        let plan = crate::outbound::plan_reply(&reply, target, &self.account);
+        let target = crate::outbound::reply_target(target);
+        let mut files = Vec::new();
+        let mut refused = Vec::new();
+        for f in &reply.files {
+            match crate::outbound::files::check(f, self.account.media_max_mb) {
+                Ok(_) => files.push(f.clone()),
+                Err(e) => {
+                    tracing::warn!(account = %self.id(), guid = %key, "not sending the agent's file {e}");
+                    refused.push(e);
+                }
+            }
+        }
+        let mut plan = crate::outbound::plan_send(&reply.text, &files, &target, &self.account);
+        if !refused.is_empty() {
+            // The person in the chat should know something was meant to come with it.
+            let notice = refused
+                .iter()
+                .map(|e| {
+                    let name = std::path::Path::new(&e.path)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| e.path.clone());
+                    format!("(a file could not be sent: {name}, {})", e.why)
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let plain = AccountConfig {
+                response_prefix: None,
+                ..(*self.account).clone()
+            };
+            plan.extend(crate::outbound::plan_send(&notice, &[], &target, &plain));
+        }
         if plan.is_empty() {
             tracing::info!(account = %self.id(), guid = %key, "not answered: the reply is empty after planning");
             self.finish(key, JournalStatus::Skipped, Some("empty reply"))
@@ -1108,7 +1162,7 @@ impl AccountRuntime {
             }
         }
         let chat_id = match target {
-            ReplyTarget::ChatId(id) => Some(*id),
+            crate::outbound::Target::ChatId(id) => Some(id),
             _ => msg.chat_id,
         };
         Some(Delivery {
@@ -1163,6 +1217,18 @@ impl AccountRuntime {
                 .unwrap_or("")
                 .to_string();
             let k = d.next + 1;
+            let file_only = text.is_empty() && params.get("file").is_some();
+            if d.uncertain && file_only {
+                // History cannot tell one attachment from another reliably; never twice wins.
+                tracing::warn!(account = %self.id(), guid = %key,
+                    "chunk {k}/{n} (a file) may or may not have been sent before the interruption; not resent");
+                if self.chunk_sent(key, d.next, n, None).await {
+                    return;
+                }
+                d.next += 1;
+                d.uncertain = false;
+                continue;
+            }
             if d.uncertain {
                 let Some(chat) = d.chat_id else {
                     let why = format!("chunk {k}/{n} may or may not have been delivered, and the chat has no id to check its history; not resent");
@@ -1244,6 +1310,17 @@ impl AccountRuntime {
                         "chunk {k}/{n}: imsg's mutation lane is blocked ({e}); restarting imsg and sending it again (it was not started)");
                     conn.request_restart();
                     after_epoch = conn.epoch;
+                }
+                Err(e) if file_only && may_have_completed(&e) => {
+                    // imsg cannot verify an attachment-only send without its bridge (imsg-rpc
+                    // v1 §4.8): it most likely went out. Resending could send it twice, and
+                    // the chunks after it are not at risk, so it counts as sent.
+                    tracing::info!(account = %self.id(), guid = %key,
+                        "chunk {k}/{n} (a file) was handed to Messages but imsg cannot verify it ({e}); counted as sent, not retried");
+                    if self.chunk_sent(key, d.next, n, None).await {
+                        return;
+                    }
+                    d.next += 1;
                 }
                 Err(e) if e.code() == Some(DELIVERY_OUTCOME_UNKNOWN) => {
                     if lane_blocked(&e) {
@@ -1390,6 +1467,21 @@ pub fn sent_guid(result: &Value) -> Option<String> {
 
 /// `-32004`, or a `-32001` whose send is still in flight: every later send on this child
 /// fails until it is restarted (imsg-rpc-v1 §1.7, §6.6).
+/// `-32001` with `disposition: "may_have_completed"`: imsg handed it over and cannot tell.
+fn may_have_completed(e: &RpcError) -> bool {
+    match e {
+        RpcError::Remote { code, data, .. } => {
+            *code == DELIVERY_OUTCOME_UNKNOWN
+                && data
+                    .as_ref()
+                    .and_then(|d| d.get("disposition"))
+                    .and_then(Value::as_str)
+                    == Some("may_have_completed")
+        }
+        _ => false,
+    }
+}
+
 fn lane_blocked(e: &RpcError) -> bool {
     match e {
         RpcError::Remote { code, data, .. } => {

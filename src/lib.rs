@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod attachments;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -31,7 +31,8 @@ fn state_dir() -> tempfile::TempDir {
 
 fn config(state: &Path, extra: &str) -> Config {
     let text = format!(
-        r#"{{ imessage: {{ cliPath: "mem-imsg", dmPolicy: "open", allowFrom: ["*"] {extra} }},
+        r#"{{ imessage: {{ cliPath: "mem-imsg", dmPolicy: "open", allowFrom: ["*"],
+                          groups: {{ "*": {{ requireMention: false }} }} {extra} }},
              agent: {{ kind: "echo" }}, state: {{ dir: "{}" }} }}"#,
         state.display()
     );

@@ -122,7 +122,18 @@ impl Envelope {
             .attachments
             .iter()
             .map(|a| {
+                let size = a
+                    .total_bytes
+                    .map(|n| format!(", {n} bytes"))
+                    .unwrap_or_default();
                 let omitted = match a.total_bytes {
+                    _ if !account.include_attachments => {
+                        Some("not handed over (imessage.includeAttachments is false)".to_string())
+                    }
+                    _ if a.missing => Some(format!("missing on disk{size}")),
+                    _ if a.path.as_deref().is_none_or(|p| p.trim().is_empty()) => {
+                        Some(format!("imsg gave no path{size}"))
+                    }
                     Some(size) if max_bytes > 0 && size > max_bytes => Some(format!(
                         "larger than mediaMaxMb ({size} bytes > {} MB)",
                         account.media_max_mb
@@ -186,7 +197,7 @@ impl Envelope {
                 .and_then(Value::as_str)
                 .filter(|s| !s.trim().is_empty())
                 .map(String::from),
-            text: msg.text.clone(),
+            text: body_text(msg),
             attachments,
             session_key: session_key.to_string(),
             message_guid: msg.guid.clone(),
@@ -197,6 +208,39 @@ impl Envelope {
             reply_to,
         }
     }
+}
+
+/// The text the agent sees: the message's text without the object-replacement characters
+/// Messages puts where attachments sit, or, for an attachment-only message, a placeholder
+/// by the first attachment's kind (`<media:image>`, reference §3.8; DESIGN decision 12).
+pub fn body_text(msg: &InboundMessage) -> String {
+    let had_object = msg.text.contains('\u{FFFC}');
+    let text = msg.text.replace('\u{FFFC}', "");
+    let text = text.trim();
+    if !text.is_empty() || (msg.attachments.is_empty() && !had_object) {
+        return if had_object {
+            text.to_string()
+        } else {
+            msg.text.clone()
+        };
+    }
+    let first = msg
+        .attachments
+        .iter()
+        .find(|a| !a.missing && a.path.as_deref().is_some_and(|p| !p.is_empty()))
+        .or(msg.attachments.first());
+    let mime = first
+        .and_then(|a| a.mime_type.as_deref())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let kind = match mime.split('/').next().unwrap_or("") {
+        "image" => "image",
+        "audio" => "audio",
+        "video" => "video",
+        "application" => "document",
+        _ => "unknown",
+    };
+    format!("<media:{kind}>")
 }
 
 /// Normalises a timestamp to `YYYY-MM-DDTHH:MM:SS.mmmZ`; leaves an unparseable one as it is.
@@ -217,8 +261,90 @@ mod tests {
     fn account() -> AccountConfig {
         AccountConfig {
             media_max_mb: 1,
+            include_attachments: true,
             ..AccountConfig::default()
         }
+    }
+
+    fn with_attachments(text: &str, atts: Value) -> InboundMessage {
+        let raw = json!({"id": 1, "chat_id": 3, "guid": "G", "sender": "+15551234567",
+            "text": text, "attachments": atts});
+        crate::inbound::parse_message(&raw).unwrap()
+    }
+
+    #[test]
+    fn attachment_only_messages_get_a_placeholder_by_kind() {
+        for (mime, want) in [
+            ("image/jpeg", "<media:image>"),
+            ("audio/x-m4a", "<media:audio>"),
+            ("video/quicktime", "<media:video>"),
+            ("application/pdf", "<media:document>"),
+            ("text/vcard", "<media:unknown>"),
+        ] {
+            let m = with_attachments(
+                "\u{FFFC}",
+                json!([{"original_path": "/a/x", "mime_type": mime}]),
+            );
+            assert_eq!(body_text(&m), want, "{mime}");
+        }
+        let m = with_attachments("", json!([{"original_path": "/a/x"}]));
+        assert_eq!(body_text(&m), "<media:unknown>", "no MIME type");
+        let m = with_attachments(
+            "look \u{FFFC}",
+            json!([{"original_path": "/a/x", "mime_type": "image/png"}]),
+        );
+        assert_eq!(body_text(&m), "look", "a caption is the text");
+        let m = with_attachments("\u{FFFC}", json!([]));
+        assert_eq!(
+            body_text(&m),
+            "<media:unknown>",
+            "an attachment imsg did not describe"
+        );
+        let m = with_attachments("  plain  ", json!([]));
+        assert_eq!(
+            body_text(&m),
+            "  plain  ",
+            "text without attachments is untouched"
+        );
+    }
+
+    #[test]
+    fn include_attachments_decides_only_whether_paths_are_handed_over() {
+        let m = with_attachments(
+            "\u{FFFC}",
+            json!([{"original_path": "/a/p.jpg", "mime_type": "image/jpeg",
+            "transfer_name": "p.jpg", "total_bytes": 10}]),
+        );
+        let off = AccountConfig {
+            include_attachments: false,
+            ..account()
+        };
+        let env = Envelope::from_inbound(&m, &json!({}), &off, "main", true);
+        assert_eq!(env.text, "<media:image>");
+        assert_eq!(env.attachments[0].path, None);
+        assert_eq!(env.attachments[0].mime_type.as_deref(), Some("image/jpeg"));
+        assert!(env.attachments[0]
+            .omitted
+            .as_deref()
+            .unwrap()
+            .contains("includeAttachments is false"));
+        let env = Envelope::from_inbound(&m, &json!({}), &account(), "main", true);
+        assert_eq!(env.attachments[0].path.as_deref(), Some("/a/p.jpg"));
+        assert_eq!(env.attachments[0].omitted, None);
+    }
+
+    #[test]
+    fn missing_files_are_omitted_with_the_reason_and_size() {
+        let m = with_attachments(
+            "x",
+            json!([{"original_path": "/a/gone.jpg", "missing": true, "total_bytes": 77}]),
+        );
+        let env = Envelope::from_inbound(&m, &json!({}), &account(), "main", true);
+        assert_eq!(env.attachments[0].path, None);
+        assert_eq!(
+            env.attachments[0].omitted.as_deref(),
+            Some("missing on disk, 77 bytes")
+        );
     }
 
     #[test]

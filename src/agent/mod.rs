@@ -120,15 +120,26 @@ impl Agent {
         }
     }
 
-    /// The reply to one message; `Ok(None)` = the agent chose not to answer.
+    /// The reply's text to one message; `Ok(None)` = no text (see [`Agent::reply_full`]).
     pub async fn reply(&self, env: &Envelope) -> Result<Option<String>, AgentError> {
+        Ok(self
+            .reply_full(env)
+            .await?
+            .map(|r| r.text)
+            .filter(|t| !t.is_empty()))
+    }
+
+    /// The reply to one message, with any files; `Ok(None)` = the agent chose not to answer.
+    pub async fn reply_full(&self, env: &Envelope) -> Result<Option<Reply>, AgentError> {
         match self {
-            Agent::Echo => Ok(Some(format!("echo: {}", env.text))),
+            Agent::Echo => Ok(Some(Reply::text(format!("echo: {}", env.text)))),
             Agent::Exec {
                 command,
                 timeout,
                 max_reply_bytes,
-            } => run_exec(command, *timeout, *max_reply_bytes, env).await,
+            } => Ok(run_exec(command, *timeout, *max_reply_bytes, env)
+                .await?
+                .and_then(|out| exec_reply(&out))),
             Agent::Http {
                 client,
                 url,
@@ -137,6 +148,72 @@ impl Agent {
             } => run_http(client, url, *timeout, *max_reply_bytes, env).await,
         }
     }
+}
+
+/// What an agent answered: text (possibly empty) and files to send after it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
+    pub text: String,
+    /// Paths, sent one `send` each after the text, in order.
+    pub files: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(t: impl Into<String>) -> Reply {
+        Reply {
+            text: t.into(),
+            files: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.text.trim().is_empty() && self.files.is_empty()
+    }
+}
+
+/// The keys of a structured reply object; an object with any other key is plain text (an
+/// agent may well answer with JSON meant for the chat).
+const REPLY_KEYS: [&str; 3] = ["text", "reply", "files"];
+
+/// A reply object `{"text"|"reply": "...", "files": ["path", ...]}`; `Err` names the problem.
+fn reply_object(o: &serde_json::Map<String, Value>) -> Result<Option<Reply>, String> {
+    let text = match o.get("reply").or_else(|| o.get("text")) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(other) => return Err(format!("\"text\" must be a string, got {other}")),
+    };
+    let files = match o.get("files") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|f| match f {
+                Value::String(p) if !p.trim().is_empty() => Ok(p.trim().to_string()),
+                other => Err(format!("\"files\" must be an array of paths, got {other}")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(format!("\"files\" must be an array of paths, got {other}")),
+    };
+    let r = Reply { text, files };
+    Ok((!r.is_empty()).then_some(r))
+}
+
+/// An exec agent's stdout: plain text, or a reply object when it is a JSON object of
+/// [`REPLY_KEYS`] only.
+fn exec_reply(out: &str) -> Option<Reply> {
+    let t = out.trim();
+    if t.starts_with('{') {
+        if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(t) {
+            if !o.is_empty() && o.keys().all(|k| REPLY_KEYS.contains(&k.as_str())) {
+                match reply_object(&o) {
+                    Ok(r) => return r,
+                    Err(e) => tracing::warn!(
+                        "the agent's reply object is not usable ({e}); sending it as text"
+                    ),
+                }
+            }
+        }
+    }
+    non_empty(t).map(Reply::text)
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -368,7 +445,7 @@ async fn run_http(
     timeout: Duration,
     max_reply_bytes: usize,
     env: &Envelope,
-) -> Result<Option<String>, AgentError> {
+) -> Result<Option<Reply>, AgentError> {
     let err = |detail: String| AgentError::Http {
         url: url.to_string(),
         detail,
@@ -414,7 +491,7 @@ async fn run_http(
         });
     }
     if !is_json {
-        return Ok(non_empty(&body));
+        return Ok(non_empty(&body).map(Reply::text));
     }
     if body.trim().is_empty() {
         return Ok(None);
@@ -423,15 +500,8 @@ async fn run_http(
         .map_err(|e| err(format!("response is not valid JSON ({e})")))?;
     match &value {
         Value::Null => Ok(None),
-        Value::String(s) => Ok(non_empty(s)),
-        Value::Object(o) => {
-            let field = o.get("reply").or_else(|| o.get("text"));
-            match field {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(non_empty(s)),
-                Some(other) => Err(err(format!("\"reply\" must be a string, got {other}"))),
-            }
-        }
+        Value::String(s) => Ok(non_empty(s).map(Reply::text)),
+        Value::Object(o) => reply_object(o).map_err(err),
         other => Err(err(format!(
             "expected {{\"reply\": \"...\"}} or {{\"text\": \"...\"}}, got {other}"
         ))),

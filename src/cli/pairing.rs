@@ -305,7 +305,7 @@ async fn approve(config: &Config, code: &str, notify: bool) -> i32 {
                 println!("Notified {}.", a.sender);
                 return 0;
             }
-            Ok(Some(e)) if e.status.is_final() => {
+            Ok(Some(e)) if matches!(e.status, JournalStatus::Failed | JournalStatus::Skipped) => {
                 eprintln!(
                     "error: could not notify {}: {}; the approval stands",
                     a.sender,

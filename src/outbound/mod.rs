@@ -1,10 +1,12 @@
 //! Outbound: everything between an agent's reply text and the `send` calls: handle
 //! normalisation ([`normalize_handle`]), send-target parsing ([`parse_target`]), chunking
 //! ([`chunk_text`]) and the reply plan ([`plan_reply`]: response prefix, one `send` params
-//! object per chunk, at most `imessage.maxChunksPerReply` of them). Pure: nothing here talks
-//! to imsg.
+//! object per chunk, at most `imessage.maxChunksPerReply` of them, then one per file;
+//! [`plan_send`] for any target). Pure: nothing here talks to imsg; [`files`] is the one
+//! part that looks at the disk (checking files before they are sent).
 
 mod chunk;
+pub mod files;
 pub(crate) mod handle;
 mod target;
 
@@ -76,58 +78,79 @@ fn cap_chunks(mut chunks: Vec<String>, max: usize, limit: usize) -> (Vec<String>
 /// (`sms:+1555...`) or else the account's. Every object carries the account's `region`.
 /// A blank reply plans no sends.
 pub fn plan_reply(text: &str, target: &ReplyTarget, account: &AccountConfig) -> Vec<Value> {
-    let full = apply_prefix(text, account.response_prefix.as_deref());
-    if full.trim().is_empty() {
-        return Vec::new();
-    }
-    let mut service = account.service;
-    let (key, value): (&str, Value) = match target {
-        ReplyTarget::ChatId(id) => ("chat_id", json!(id)),
-        ReplyTarget::ChatGuid(g) => ("chat_guid", json!(g)),
-        ReplyTarget::ChatIdentifier(i) => ("chat_identifier", json!(i)),
-        ReplyTarget::Handle(h) => match parse_target(h) {
-            Ok(Target::ChatId(id)) => ("chat_id", json!(id)),
-            Ok(Target::ChatGuid(g)) => ("chat_guid", json!(g)),
-            Ok(Target::ChatIdentifier(i)) => ("chat_identifier", json!(i)),
-            Ok(Target::Handle { to, service: s }) => {
-                if has_service_prefix(h) {
-                    service = s;
-                }
-                ("to", json!(to))
-            }
-            Err(_) => ("to", json!(h.trim())),
-        },
-    };
-    let chunks = chunk_text(&full, account.text_chunk_limit, account.chunk_mode);
-    let total = chunks.len();
-    let (chunks, dropped) = cap_chunks(
-        chunks,
-        account.max_chunks_per_reply,
-        account.text_chunk_limit,
-    );
-    if dropped > 0 {
-        tracing::warn!(account = %account.id,
-            "reply is {total} chunks, more than imessage.maxChunksPerReply ({}): sending {}, dropping {dropped}",
-            account.max_chunks_per_reply, chunks.len());
-    }
-    chunks
-        .into_iter()
-        .map(|chunk| {
-            let mut params = Map::new();
-            params.insert(key.to_string(), value.clone());
-            params.insert("text".into(), Value::String(chunk));
-            params.insert("service".into(), json!(service.as_str()));
-            params.insert("region".into(), json!(account.region));
-            Value::Object(params)
-        })
-        .collect()
+    plan_send(text, &[], &reply_target(target), account)
 }
 
-fn has_service_prefix(h: &str) -> bool {
-    let h = h.trim();
-    handle::SERVICE_PREFIXES
-        .iter()
-        .any(|p| handle::strip_prefix_ci(h, p).is_some())
+/// The [`Target`] a reply goes to. A handle target is parsed like a user-written one, so a
+/// service prefix in it decides the service; one that does not parse is sent as written.
+pub fn reply_target(target: &ReplyTarget) -> Target {
+    match target {
+        ReplyTarget::ChatId(id) => Target::ChatId(*id),
+        ReplyTarget::ChatGuid(g) => Target::ChatGuid(g.clone()),
+        ReplyTarget::ChatIdentifier(i) => Target::ChatIdentifier(i.clone()),
+        ReplyTarget::Handle(h) => parse_target(h).unwrap_or_else(|_| Target::Handle {
+            to: h.trim().to_string(),
+            service: None,
+        }),
+    }
+}
+
+/// The `send` params of a message to `target`: the text's chunks (prefix on the first, at
+/// most `maxChunksPerReply`), then one `send` per file, in order. The files are taken as
+/// given: checking them on disk is the caller's job ([`files::check`]).
+pub fn plan_send(
+    text: &str,
+    files: &[String],
+    target: &Target,
+    account: &AccountConfig,
+) -> Vec<Value> {
+    let (key, value): (&str, Value) = match target {
+        Target::ChatId(id) => ("chat_id", json!(id)),
+        Target::ChatGuid(g) => ("chat_guid", json!(g)),
+        Target::ChatIdentifier(i) => ("chat_identifier", json!(i)),
+        Target::Handle { to, .. } => ("to", json!(to)),
+    };
+    let service = match target {
+        Target::Handle {
+            service: Some(s), ..
+        } => *s,
+        _ => account.service,
+    };
+    let params = |extra: (&str, Value)| {
+        let mut p = Map::new();
+        p.insert(key.to_string(), value.clone());
+        p.insert(extra.0.to_string(), extra.1);
+        p.insert("service".into(), json!(service.as_str()));
+        p.insert("region".into(), json!(account.region));
+        Value::Object(p)
+    };
+    let mut out = Vec::new();
+    let full = apply_prefix(text, account.response_prefix.as_deref());
+    if !full.trim().is_empty() {
+        let chunks = chunk_text(&full, account.text_chunk_limit, account.chunk_mode);
+        let total = chunks.len();
+        let (chunks, dropped) = cap_chunks(
+            chunks,
+            account.max_chunks_per_reply,
+            account.text_chunk_limit,
+        );
+        if dropped > 0 {
+            tracing::warn!(account = %account.id,
+                "reply is {total} chunks, more than imessage.maxChunksPerReply ({}): sending {}, dropping {dropped}",
+                account.max_chunks_per_reply, chunks.len());
+        }
+        out.extend(
+            chunks
+                .into_iter()
+                .map(|c| params(("text", Value::String(c)))),
+        );
+    }
+    out.extend(
+        files
+            .iter()
+            .map(|f| params(("file", Value::String(f.clone())))),
+    );
+    out
 }
 
 #[cfg(test)]

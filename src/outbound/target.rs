@@ -11,10 +11,11 @@ pub enum Target {
     ChatId(i64),
     ChatGuid(String),
     ChatIdentifier(String),
-    /// A handle, as written (not normalised), with the service the prefix asked for.
+    /// A handle, as written (not normalised), with the service its prefix asked for (`None`:
+    /// no prefix, the account's `imessage.service` decides).
     Handle {
         to: String,
-        service: Service,
+        service: Option<Service>,
     },
 }
 
@@ -42,27 +43,42 @@ pub fn parse_target(raw: &str) -> Result<Target, TargetError> {
             if split_chat_prefix(rest).is_some() {
                 return parse_target(rest);
             }
-            return Ok(Target::Handle {
-                to: rest.to_string(),
-                service,
-            });
+            return handle(rest, Some(service), raw);
         }
     }
     if let Some((canon, rest)) = split_chat_prefix(s) {
         let value = rest.trim();
         return match canon {
             "chat_id:" => parse_leading_int(value)
+                .filter(|n| *n > 0)
                 .map(Target::ChatId)
-                .ok_or_else(|| TargetError(format!("Invalid chat_id: {value}"))),
+                .ok_or_else(|| {
+                    TargetError(format!(
+                        "Invalid chat_id: {value:?} (expected a positive number, as in chat_id:12)"
+                    ))
+                }),
             "chat_guid:" if value.is_empty() => Err(TargetError("chat_guid is required".into())),
             "chat_guid:" => Ok(Target::ChatGuid(value.to_string())),
             _ if value.is_empty() => Err(TargetError("chat_identifier is required".into())),
             _ => Ok(Target::ChatIdentifier(value.to_string())),
         };
     }
+    handle(s, None, raw)
+}
+
+/// A direct handle must be one: a phone number or an email address. Anything else would
+/// reach imsg and fail there, or worse, reach the wrong person.
+fn handle(to: &str, service: Option<Service>, raw: &str) -> Result<Target, TargetError> {
+    // The region only matters for normalising, which this check does not keep.
+    if super::handle::parse_handle(to, "US").is_none() {
+        return Err(TargetError(format!(
+            "not a phone number, an email address or a chat target: {:?} (expected chat_id:N, chat_guid:G, chat_identifier:X, a phone number or an email, optionally after imessage:, sms: or auto:)",
+            raw.trim()
+        )));
+    }
     Ok(Target::Handle {
-        to: s.to_string(),
-        service: Service::Auto,
+        to: to.to_string(),
+        service,
     })
 }
 
@@ -95,7 +111,7 @@ mod tests {
             parse_target("sms:+1555"),
             Ok(Target::Handle {
                 to: "+1555".into(),
-                service: Service::Sms
+                service: Some(Service::Sms)
             })
         );
     }
@@ -121,14 +137,14 @@ mod tests {
             parse_target("iMessage: User@Example.com"),
             Ok(Target::Handle {
                 to: "User@Example.com".into(),
-                service: Service::Imessage
+                service: Some(Service::Imessage)
             })
         );
         assert_eq!(
             parse_target("+1 555 222 3333"),
             Ok(Target::Handle {
                 to: "+1 555 222 3333".into(),
-                service: Service::Auto
+                service: None
             })
         );
     }
@@ -139,9 +155,27 @@ mod tests {
         assert_eq!(err("   "), "iMessage target is required");
         assert_eq!(err("sms:"), "sms: target is required");
         assert_eq!(err("imessage:  "), "imessage: target is required");
-        assert_eq!(err("chat_id:abc"), "Invalid chat_id: abc");
-        assert_eq!(err("chat_id:"), "Invalid chat_id: ");
+        assert!(err("chat_id:abc").starts_with("Invalid chat_id: \"abc\""));
+        assert!(err("chat_id:").starts_with("Invalid chat_id: \"\""));
+        assert!(err("chat_id:0").starts_with("Invalid chat_id: \"0\""));
+        assert!(err("chat_id:-3").starts_with("Invalid chat_id: \"-3\""));
         assert_eq!(err("chat_guid: "), "chat_guid is required");
         assert_eq!(err("chatident:"), "chat_identifier is required");
+    }
+
+    #[test]
+    fn a_direct_handle_must_be_a_phone_number_or_an_email() {
+        for bad in ["grandma", "sms:grandma", "auto:@", "imessage:not an email@"] {
+            let e = err(bad);
+            assert!(e.contains(&format!("{:?}", bad)), "{bad}: {e}");
+            assert!(e.contains("chat_id:N"), "{e}");
+        }
+        assert_eq!(
+            parse_target("auto:ann@example.com"),
+            Ok(Target::Handle {
+                to: "ann@example.com".into(),
+                service: Some(Service::Auto)
+            })
+        );
     }
 }
