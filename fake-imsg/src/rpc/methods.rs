@@ -179,11 +179,21 @@ pub fn messages_history(sh: &Shared, params: &Map<String, Value>) -> R {
     let chat_id = required_chat_id(&p)?;
     let limit = p.positive(&["limit"])?.unwrap_or(50);
     let participants = p.strings(&["participants"])?.unwrap_or_default();
-    let start = p.date(&["start"])?;
-    let end = p.date(&["end"])?;
+    let start = p.string(&["start"])?;
+    let end = p.string(&["end"])?;
     let attachments = p.bool(&["attachments"])?.unwrap_or(false);
     p.bool(&["convert_attachments"])?;
     sh.db.run(|w| {
+        // imsg opens the database before it builds the date filter, so a bad date with the
+        // database down is -32002.
+        let date = |s: Option<String>| -> Result<Option<i64>, RpcError> {
+            s.map(|s| {
+                crate::payload::parse_iso8601(&s)
+                    .ok_or_else(|| RpcError::invalid_params(format!("Invalid ISO8601 date: {s}")))
+            })
+            .transpose()
+        };
+        let (start, end) = (date(start)?, date(end)?);
         history(
             sh,
             w,
@@ -413,8 +423,9 @@ pub fn bridge_mutation(method: &str) -> R {
     ))
 }
 
-/// `send.tracked` (main): validates `attempt_id`, then refuses AppleScript.
-pub fn send_tracked(params: &Map<String, Value>) -> R {
+/// `send.tracked` (main): validates `attempt_id`, needs the database (it checks the id is
+/// unused), then refuses AppleScript.
+pub fn send_tracked(sh: &Shared, params: &Map<String, Value>) -> R {
     let attempt = params
         .get("attempt_id")
         .and_then(Value::as_str)
@@ -422,6 +433,7 @@ pub fn send_tracked(params: &Map<String, Value>) -> R {
     if uuid::Uuid::parse_str(attempt).is_err() {
         return Err(RpcError::invalid_params("attempt_id must be a UUID"));
     }
+    sh.db.run(|_| Ok(()))?;
     Err(RpcError::invalid_params(
         "send.tracked requires bridge transport",
     ))

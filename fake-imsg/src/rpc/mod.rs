@@ -192,7 +192,7 @@ fn dispatch_v1(sh: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> R
         "watch.subscribe" => return watch::subscribe_v1(sh, params),
         "watch.unsubscribe" => watch::unsubscribe(sh, params),
         "send" => send::send_v1(sh, params),
-        "send.tracked" => methods::send_tracked(params),
+        "send.tracked" => methods::send_tracked(sh, params),
         "typing" | "read" => send::typing_or_read(sh, method, params),
         "bridge.events.subscribe" => Err(RpcError::bridge_events_unavailable()),
         "handles.check" | "contacts.shouldShareContact" => Err(RpcError::bridge_unavailable()),

@@ -223,6 +223,19 @@ pub fn send_v1(sh: &Shared, params: &Map<String, Value>) -> R {
             )));
         }
     }
+    // imsg opens the database and resolves a chat_id before the transport rules and before
+    // staging the file, so those refusals come after -32002 / `unknown chat_id`. A text-only
+    // send reaches the same lookup in `perform` without this extra query.
+    if let Target::ChatId(id) = target {
+        if transport == "bridge" || reply_to.is_some() || !file.is_empty() {
+            sh.db.run(|w| {
+                w.chat_uncounted(id)
+                    .map_err(wrap)?
+                    .map(|_| ())
+                    .ok_or_else(|| RpcError::invalid_params(format!("unknown chat_id {id}")))
+            })?;
+        }
+    }
     if transport == "bridge" {
         require_bridge_chat(sh, &target, &service)?;
         return Err(RpcError::not_started(
