@@ -19,6 +19,7 @@ pub mod send;
 pub mod server;
 pub mod watch;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -107,6 +108,9 @@ pub fn run_cli(args: RpcArgs) -> anyhow::Result<i32> {
     let filter = if args.verbose { "debug" } else { "warn" };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes are for a person at a terminal; a gateway that logs the child's
+        // stderr would store them as garbage.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FAKE_IMSG_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
