@@ -33,10 +33,7 @@ pub fn status_json(sh: &Shared) -> Value {
         }),
         Err(d) => json!({"path": sh.db.path_str(), "ready": false, "error": d.detail()}),
     };
-    let version = match sh.level {
-        ApiLevel::V014 => "0.14.0",
-        ApiLevel::Main => "0.15.10",
-    };
+    let version = super::lanes::imsg_version(sh.protocol, sh.level);
     let mut v = json!({
         "version": version,
         "protocol_version": 1,
@@ -47,12 +44,17 @@ pub fn status_json(sh: &Shared) -> Value {
         "supported_methods": supported(sh.level),
     });
     if sh.level == ApiLevel::Main {
-        v["capabilities"] = json!({
-            "engine": {"version": version, "commit": "unknown", "built_at": "unknown"},
-            "features": {},
-        });
+        v["capabilities"] = capabilities(version);
     }
     v
+}
+
+/// The `capabilities` block of imsg `main` (a dev build, no bridge: no features).
+pub fn capabilities(version: &str) -> Value {
+    json!({
+        "engine": {"version": version, "commit": "unknown", "built_at": "unknown"},
+        "features": {},
+    })
 }
 
 pub fn initialize(sh: &Shared, params: &Map<String, Value>) -> R {
@@ -108,20 +110,24 @@ pub fn chats_list(sh: &Shared, params: &Map<String, Value>) -> Result<Memoized, 
             ));
         }
         let chats = w.chats(limit as usize, unread_only).map_err(wrap)?;
-        // imsg-rpc-v1.md §5.2: `unread_count` is omitted on schemas without read state.
-        let read_state = w.has_read_state();
-        let list: Vec<Value> = chats
-            .iter()
-            .map(|c| {
-                let mut v = chat_json(c, Level::V1);
-                if let (false, Some(o)) = (read_state, v.as_object_mut()) {
-                    o.remove("unread_count");
-                }
-                v
-            })
-            .collect();
-        Ok(chats_result(list))
+        Ok(chats_result(chat_items(w, &chats)))
     })
+}
+
+/// The v1 chat objects of a list (`chats.list`, `imsg chats --json`).
+pub fn chat_items(w: &World, chats: &[ChatRow]) -> Vec<Value> {
+    // imsg-rpc-v1.md §5.2: `unread_count` is omitted on schemas without read state.
+    let read_state = w.has_read_state();
+    chats
+        .iter()
+        .map(|c| {
+            let mut v = chat_json(c, Level::V1);
+            if let (false, Some(o)) = (read_state, v.as_object_mut()) {
+                o.remove("unread_count");
+            }
+            v
+        })
+        .collect()
 }
 
 /// `{"chats": [..]}`, moving the list in (`json!` would serialize a copy of it).

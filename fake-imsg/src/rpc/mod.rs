@@ -57,6 +57,15 @@ pub enum ProtocolArg {
     Legacy,
 }
 
+impl ProtocolArg {
+    pub fn protocol(self) -> Protocol {
+        match self {
+            ProtocolArg::V1 => Protocol::V1,
+            ProtocolArg::Legacy => Protocol::Legacy,
+        }
+    }
+}
+
 /// Feature level of protocol v1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LevelArg {
@@ -64,6 +73,15 @@ pub enum LevelArg {
     V1_0_14_0,
     #[value(name = "v1-main")]
     V1Main,
+}
+
+impl LevelArg {
+    pub fn api_level(self) -> ApiLevel {
+        match self {
+            LevelArg::V1_0_14_0 => ApiLevel::V014,
+            LevelArg::V1Main => ApiLevel::Main,
+        }
+    }
 }
 
 /// Arguments of `fake-imsg rpc`.
@@ -124,14 +142,8 @@ pub fn run_cli(args: RpcArgs) -> anyhow::Result<i32> {
         Some(p) => faults::Faults::load(p)?,
         None => faults::Faults::default(),
     };
-    let protocol = match args.protocol {
-        ProtocolArg::V1 => Protocol::V1,
-        ProtocolArg::Legacy => Protocol::Legacy,
-    };
-    let level = match args.level {
-        LevelArg::V1_0_14_0 => ApiLevel::V014,
-        LevelArg::V1Main => ApiLevel::Main,
-    };
+    let protocol = args.protocol.protocol();
+    let level = args.level.api_level();
     let db = db::Db {
         path: db::expand_path(&args.db),
         forced_down: faults.database_unavailable,
