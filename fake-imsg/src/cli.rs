@@ -1,5 +1,6 @@
-//! The `fake-imsg` command line: `rpc` and `tap` (owned by their modules) plus the world
-//! controls `world build|chats`, `inject` and `sent`. Parsing only; the work is in
+//! The `fake-imsg` command line: `rpc` and `tap` (owned by their modules), imsg's `status`,
+//! `chats` and `--version` (`crate::imsg_cli`), plus the world controls `world build|chats`,
+//! `inject` and `sent`. Parsing only; the work is in
 //! `crate::world` and `crate::payload`.
 
 use std::path::PathBuf;
@@ -21,6 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve JSON-RPC over stdin/stdout, like `imsg rpc`.
     Rpc(crate::rpc::RpcArgs),
+    /// Print imsg's status report (`--json`: one JSON object, with `rpc_methods`).
+    Status(crate::imsg_cli::StatusArgs),
+    /// List recent chats like `imsg chats` (`--json`: one chat object per line).
+    Chats(crate::imsg_cli::ChatsArgs),
     /// Record a real `imsg rpc` session: pass stdio through and log every line.
     Tap(crate::tap::TapArgs),
     /// Build or inspect a world (a chat.db-shaped SQLite file).
@@ -138,9 +143,17 @@ pub struct SentArgs {
 
 /// Parses argv and runs the command; returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // imsg answers `--version` anywhere in argv with the bare version, before any parsing.
+    if let Some(v) = crate::imsg_cli::bare_version(&args) {
+        println!("{v}");
+        return 0;
+    }
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Rpc(args) => crate::rpc::run_cli(args),
+        Command::Status(args) => crate::imsg_cli::status_cli(args),
+        Command::Chats(args) => crate::imsg_cli::chats_cli(args),
         Command::Tap(args) => crate::tap::run_cli(args),
         Command::World(cmd) => world_cli(cmd),
         Command::Inject(args) => inject_cli(args),

@@ -250,3 +250,58 @@ fn environment_switches() {
         assert!(help.contains(name), "--help documents {name}");
     }
 }
+
+/// imsg-rpc-v1.md §2-§4: with the database down, a request that needs it is refused with
+/// -32002 before any other refusal the database would otherwise decide (an unknown chat, a
+/// date check, staging a file, the transport rules, shutdown); only the shape of the params
+/// (unknown keys, types) is checked first, because params are parsed before the DB is
+/// touched. Raw lines in, literal JSON lines out.
+#[test]
+fn database_unavailable_is_answered_before_other_refusals() {
+    let f = Fixture::new();
+    // The slow initialize keeps the control lane busy, so the subscribe is still queued
+    // when stdin closes.
+    let p = f.faults("{database_unavailable: true, delay_ms: {method: 'initialize', ms: 300}}");
+    let mut rpc = Rpc::start(&f.db, &["--faults", p.to_str().unwrap()]);
+    let down = |id: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32002, "message": "Database unavailable",
+               "data": {"path": f.db.display().to_string(),
+                        "detail": "The configured Messages database could not be opened read-only. Verify the path and grant Full Disk Access to the supervising process, then retry.",
+                        "retryable": true}}})
+    };
+    let lines = [
+        r#"{"jsonrpc":"2.0","id":"hist","method":"messages.history","params":{"chat_id":1,"start":"yesterday"}}"#,
+        r#"{"jsonrpc":"2.0","id":"file","method":"send","params":{"chat_id":1,"file":"/nonexistent/a.png"}}"#,
+        r#"{"jsonrpc":"2.0","id":"reply","method":"send","params":{"chat_id":1,"text":"x","reply_to":"G"}}"#,
+        r#"{"jsonrpc":"2.0","id":"bridge","method":"send","params":{"chat_id":1,"text":"x","transport":"bridge"}}"#,
+        r#"{"jsonrpc":"2.0","id":"unread","method":"chats.list","params":{"unread_only":true}}"#,
+    ];
+    for line in lines {
+        rpc.send_raw(line.as_bytes());
+        let v: Value = serde_json::from_str(line).unwrap();
+        let id = v["id"].as_str().unwrap();
+        assert_eq!(rpc.response(&json!(id)), down(id), "{line}");
+    }
+    // The shape of the params still comes first.
+    rpc.send_raw(
+        br#"{"jsonrpc":"2.0","id":"shape","method":"watch.subscribe","params":{"chatId":1}}"#,
+    );
+    assert_eq!(
+        rpc.response(&json!("shape")),
+        json!({"jsonrpc": "2.0", "id": "shape", "error": {"code": -32602, "message": "Invalid params",
+               "data": "unknown watch.subscribe param: chatId"}})
+    );
+    rpc.send_raw(br#"{"jsonrpc":"2.0","id":"init","method":"initialize"}"#);
+    rpc.send_raw(br#"{"jsonrpc":"2.0","id":"sub","method":"watch.subscribe","params":{}}"#);
+    let (code, rest) = rpc.finish();
+    assert_eq!(code, 0);
+    let sub: Vec<&Value> = rest.iter().filter(|v| v["id"] == "sub").collect();
+    assert_eq!(sub, vec![&down("sub")], "{rest:?}");
+    // send.tracked (level v1-main) always needs the database (it checks attempt_id is unused).
+    let mut main = Rpc::start(
+        &f.db,
+        &["--level", "v1-main", "--faults", p.to_str().unwrap()],
+    );
+    main.send_raw(br#"{"jsonrpc":"2.0","id":"tracked","method":"send.tracked","params":{"chat_guid":"iMessage;-;+15551234567","text":"x","attempt_id":"1b4e28ba-2fa1-11d2-883f-0016d3cca427"}}"#);
+    assert_eq!(main.response(&json!("tracked")), down("tracked"));
+}

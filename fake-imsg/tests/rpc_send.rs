@@ -273,29 +273,76 @@ fn typing_and_read() {
     }
 }
 
-/// imsg-rpc-v1.md §4.8: AppleScript text sends "(and attachment-only chat sends)" are
-/// verified; `id`/`guid`/`message_id` appear "only when verified", so an attachment-only
-/// direct (`to`) send reports no row.
+/// The answer to every file-only send while the database is up (imsg-rpc-v1.md §2, §4.8):
+/// imsg looks for an outgoing row whose attachment has the path it staged, but Messages
+/// stores its own copy elsewhere, so none is found and the outcome is unknown.
+fn attachment_outcome_unknown() -> Value {
+    json!({"code": -32001, "message": "Delivery outcome unknown",
+           "data": {"retry_safe": false, "disposition": "may_have_completed",
+                    "transport": "applescript", "operation": "send",
+                    "detail": "Messages automation returned success, but no matching outgoing attachment row was observed within 8 seconds."}})
+}
+
 #[test]
-fn attachment_only_direct_send_reports_no_row() {
+fn file_only_send_is_an_unknown_outcome_but_still_sent() {
     let f = Fixture::new();
     let mut rpc = Rpc::v1(&f.db);
     let file = f.path("a.png");
     std::fs::write(&file, b"png").unwrap();
-    let r = rpc.ok("send", json!({"to": ALICE, "file": file}));
-    assert_eq!(r["ok"], true);
-    assert_eq!(r["transport"], "applescript");
-    for k in ["id", "guid", "message_id"] {
-        assert!(r.get(k).is_none(), "unverified send has no {k}: {r}");
+    let before = f.world().sent(0).unwrap().len();
+    for (id, params) in [
+        ("chat", json!({"chat_id": 1, "file": file})),
+        (
+            "guid",
+            json!({"chat_guid": "iMessage;-;+15551234567", "file": file}),
+        ),
+        ("to", json!({"to": ALICE, "file": file})),
+        ("new", json!({"to": "+15557654321", "file": file})),
+    ] {
+        let line = json!({"jsonrpc": "2.0", "id": id, "method": "send", "params": params});
+        rpc.send_raw(line.to_string().as_bytes());
+        let mut want = attachment_outcome_unknown();
+        want = json!({"jsonrpc": "2.0", "id": id, "error": want});
+        assert_eq!(rpc.response(&json!(id)), want, "{params}");
     }
-    let r = rpc.ok("send", json!({"chat_id": 1, "file": file}));
+    // Each one was sent all the same: an outgoing row carrying the attachment.
     let sent = f.world().sent(0).unwrap();
-    let row = sent.last().unwrap();
+    assert_eq!(sent.len(), before + 4);
+    for row in &sent[before..] {
+        assert!(row.is_from_me);
+        assert_eq!(row.text, "");
+        assert_eq!(row.attachments.len(), 1, "{row:?}");
+        assert_eq!(row.attachments[0].transfer_name, "a.png");
+    }
+    assert_eq!(sent[before].chat_id, Some(1));
+    // Text and file together: verified by the text row, as before.
+    let r = rpc.ok("send", json!({"chat_id": 1, "text": "see", "file": file}));
+    let sent = f.world().sent(0).unwrap();
+    let text_row = &sent[sent.len() - 2];
+    assert_eq!(text_row.text, "see");
     assert_eq!(
-        r["id"],
-        json!(row.id),
-        "attachment-only chat sends are verified"
+        r,
+        json!({"ok": true, "transport": "applescript", "id": text_row.id,
+               "guid": text_row.guid, "message_id": text_row.guid,
+               "chat_guid": "iMessage;-;+15551234567", "service": "iMessage"})
     );
-    assert_eq!(r["guid"], json!(row.guid));
-    assert_eq!(r["message_id"], json!(row.guid));
+}
+
+/// With the database down imsg cannot verify anything, so a file-only send by a direct
+/// target answers a plain success (imsg-rpc-v1.md §4.8 "DB down"), and one by chat_id -32002.
+#[test]
+fn file_only_send_with_the_database_down() {
+    let f = Fixture::new();
+    let file = f.path("a.png");
+    std::fs::write(&file, b"png").unwrap();
+    let faults = f.faults("{database_unavailable: true}");
+    let mut rpc = Rpc::start(&f.db, &["--faults", faults.to_str().unwrap()]);
+    assert_eq!(
+        rpc.ok("send", json!({"to": ALICE, "file": file})),
+        json!({"ok": true, "transport": "applescript"})
+    );
+    assert_eq!(
+        rpc.err("send", json!({"chat_id": 1, "file": file}))["code"],
+        -32002
+    );
 }

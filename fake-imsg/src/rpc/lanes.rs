@@ -92,6 +92,15 @@ pub const LEGACY_METHODS: &[&str] = &[
     "group.leave",
 ];
 
+/// The version imsg reports (`status`, `imsg --version`) at this surface.
+pub fn imsg_version(protocol: super::framing::Protocol, level: ApiLevel) -> &'static str {
+    match (protocol, level) {
+        (super::framing::Protocol::Legacy, _) => "0.9.0",
+        (_, ApiLevel::V014) => "0.14.0",
+        (_, ApiLevel::Main) => "0.15.10",
+    }
+}
+
 /// `supported_methods` for a level.
 pub fn supported(level: ApiLevel) -> Vec<&'static str> {
     SUPPORTED

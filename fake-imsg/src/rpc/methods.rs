@@ -33,10 +33,7 @@ pub fn status_json(sh: &Shared) -> Value {
         }),
         Err(d) => json!({"path": sh.db.path_str(), "ready": false, "error": d.detail()}),
     };
-    let version = match sh.level {
-        ApiLevel::V014 => "0.14.0",
-        ApiLevel::Main => "0.15.10",
-    };
+    let version = super::lanes::imsg_version(sh.protocol, sh.level);
     let mut v = json!({
         "version": version,
         "protocol_version": 1,
@@ -47,12 +44,17 @@ pub fn status_json(sh: &Shared) -> Value {
         "supported_methods": supported(sh.level),
     });
     if sh.level == ApiLevel::Main {
-        v["capabilities"] = json!({
-            "engine": {"version": version, "commit": "unknown", "built_at": "unknown"},
-            "features": {},
-        });
+        v["capabilities"] = capabilities(version);
     }
     v
+}
+
+/// The `capabilities` block of imsg `main` (a dev build, no bridge: no features).
+pub fn capabilities(version: &str) -> Value {
+    json!({
+        "engine": {"version": version, "commit": "unknown", "built_at": "unknown"},
+        "features": {},
+    })
 }
 
 pub fn initialize(sh: &Shared, params: &Map<String, Value>) -> R {
@@ -108,20 +110,24 @@ pub fn chats_list(sh: &Shared, params: &Map<String, Value>) -> Result<Memoized, 
             ));
         }
         let chats = w.chats(limit as usize, unread_only).map_err(wrap)?;
-        // imsg-rpc-v1.md §5.2: `unread_count` is omitted on schemas without read state.
-        let read_state = w.has_read_state();
-        let list: Vec<Value> = chats
-            .iter()
-            .map(|c| {
-                let mut v = chat_json(c, Level::V1);
-                if let (false, Some(o)) = (read_state, v.as_object_mut()) {
-                    o.remove("unread_count");
-                }
-                v
-            })
-            .collect();
-        Ok(chats_result(list))
+        Ok(chats_result(chat_items(w, &chats)))
     })
+}
+
+/// The v1 chat objects of a list (`chats.list`, `imsg chats --json`).
+pub fn chat_items(w: &World, chats: &[ChatRow]) -> Vec<Value> {
+    // imsg-rpc-v1.md §5.2: `unread_count` is omitted on schemas without read state.
+    let read_state = w.has_read_state();
+    chats
+        .iter()
+        .map(|c| {
+            let mut v = chat_json(c, Level::V1);
+            if let (false, Some(o)) = (read_state, v.as_object_mut()) {
+                o.remove("unread_count");
+            }
+            v
+        })
+        .collect()
 }
 
 /// `{"chats": [..]}`, moving the list in (`json!` would serialize a copy of it).
@@ -179,11 +185,21 @@ pub fn messages_history(sh: &Shared, params: &Map<String, Value>) -> R {
     let chat_id = required_chat_id(&p)?;
     let limit = p.positive(&["limit"])?.unwrap_or(50);
     let participants = p.strings(&["participants"])?.unwrap_or_default();
-    let start = p.date(&["start"])?;
-    let end = p.date(&["end"])?;
+    let start = p.string(&["start"])?;
+    let end = p.string(&["end"])?;
     let attachments = p.bool(&["attachments"])?.unwrap_or(false);
     p.bool(&["convert_attachments"])?;
     sh.db.run(|w| {
+        // imsg opens the database before it builds the date filter, so a bad date with the
+        // database down is -32002.
+        let date = |s: Option<String>| -> Result<Option<i64>, RpcError> {
+            s.map(|s| {
+                crate::payload::parse_iso8601(&s)
+                    .ok_or_else(|| RpcError::invalid_params(format!("Invalid ISO8601 date: {s}")))
+            })
+            .transpose()
+        };
+        let (start, end) = (date(start)?, date(end)?);
         history(
             sh,
             w,
@@ -413,8 +429,9 @@ pub fn bridge_mutation(method: &str) -> R {
     ))
 }
 
-/// `send.tracked` (main): validates `attempt_id`, then refuses AppleScript.
-pub fn send_tracked(params: &Map<String, Value>) -> R {
+/// `send.tracked` (main): validates `attempt_id`, needs the database (it checks the id is
+/// unused), then refuses AppleScript.
+pub fn send_tracked(sh: &Shared, params: &Map<String, Value>) -> R {
     let attempt = params
         .get("attempt_id")
         .and_then(Value::as_str)
@@ -422,6 +439,7 @@ pub fn send_tracked(params: &Map<String, Value>) -> R {
     if uuid::Uuid::parse_str(attempt).is_err() {
         return Err(RpcError::invalid_params("attempt_id must be a UUID"));
     }
+    sh.db.run(|_| Ok(()))?;
     Err(RpcError::invalid_params(
         "send.tracked requires bridge transport",
     ))

@@ -19,6 +19,7 @@ pub mod send;
 pub mod server;
 pub mod watch;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -56,6 +57,15 @@ pub enum ProtocolArg {
     Legacy,
 }
 
+impl ProtocolArg {
+    pub fn protocol(self) -> Protocol {
+        match self {
+            ProtocolArg::V1 => Protocol::V1,
+            ProtocolArg::Legacy => Protocol::Legacy,
+        }
+    }
+}
+
 /// Feature level of protocol v1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LevelArg {
@@ -63,6 +73,15 @@ pub enum LevelArg {
     V1_0_14_0,
     #[value(name = "v1-main")]
     V1Main,
+}
+
+impl LevelArg {
+    pub fn api_level(self) -> ApiLevel {
+        match self {
+            LevelArg::V1_0_14_0 => ApiLevel::V014,
+            LevelArg::V1Main => ApiLevel::Main,
+        }
+    }
 }
 
 /// Arguments of `fake-imsg rpc`.
@@ -107,6 +126,9 @@ pub fn run_cli(args: RpcArgs) -> anyhow::Result<i32> {
     let filter = if args.verbose { "debug" } else { "warn" };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes are for a person at a terminal; a gateway that logs the child's
+        // stderr would store them as garbage.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FAKE_IMSG_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
@@ -120,14 +142,8 @@ pub fn run_cli(args: RpcArgs) -> anyhow::Result<i32> {
         Some(p) => faults::Faults::load(p)?,
         None => faults::Faults::default(),
     };
-    let protocol = match args.protocol {
-        ProtocolArg::V1 => Protocol::V1,
-        ProtocolArg::Legacy => Protocol::Legacy,
-    };
-    let level = match args.level {
-        LevelArg::V1_0_14_0 => ApiLevel::V014,
-        LevelArg::V1Main => ApiLevel::Main,
-    };
+    let protocol = args.protocol.protocol();
+    let level = args.level.api_level();
     let db = db::Db {
         path: db::expand_path(&args.db),
         forced_down: faults.database_unavailable,
@@ -192,7 +208,7 @@ fn dispatch_v1(sh: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> R
         "watch.subscribe" => return watch::subscribe_v1(sh, params),
         "watch.unsubscribe" => watch::unsubscribe(sh, params),
         "send" => send::send_v1(sh, params),
-        "send.tracked" => methods::send_tracked(params),
+        "send.tracked" => methods::send_tracked(sh, params),
         "typing" | "read" => send::typing_or_read(sh, method, params),
         "bridge.events.subscribe" => Err(RpcError::bridge_events_unavailable()),
         "handles.check" | "contacts.shouldShareContact" => Err(RpcError::bridge_unavailable()),

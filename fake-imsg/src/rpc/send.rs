@@ -34,6 +34,9 @@ enum Resolved {
     Direct(String),
 }
 
+/// imsg's detail when no outgoing attachment row matched the staged file.
+const ATTACHMENT_NOT_OBSERVED: &str = "Messages automation returned success, but no matching outgoing attachment row was observed within 8 seconds.";
+
 const SIP_TEXT: &str = "System Integrity Protection (SIP) is enabled. Refusing to inject into Messages.app. Disable SIP in Recovery mode before using `imsg launch`.";
 
 fn wrap(e: crate::world::WorldError) -> RpcError {
@@ -218,6 +221,19 @@ pub fn send_v1(sh: &Shared, params: &Map<String, Value>) -> R {
             return Err(RpcError::invalid_params(format!(
                 "Invalid chat target: Contacts access is unavailable, so \"{name}\" cannot be resolved. Specify a phone number or email instead."
             )));
+        }
+    }
+    // imsg opens the database and resolves a chat_id before the transport rules and before
+    // staging the file, so those refusals come after -32002 / `unknown chat_id`. A text-only
+    // send reaches the same lookup in `perform` without this extra query.
+    if let Target::ChatId(id) = target {
+        if transport == "bridge" || reply_to.is_some() || !file.is_empty() {
+            sh.db.run(|w| {
+                w.chat_uncounted(id)
+                    .map_err(wrap)?
+                    .map(|_| ())
+                    .ok_or_else(|| RpcError::invalid_params(format!("unknown chat_id {id}")))
+            })?;
         }
     }
     if transport == "bridge" {
@@ -416,11 +432,18 @@ fn perform(sh: &Shared, req: SendReq) -> R {
             Protocol::Legacy => RpcError::internal(format!("AppleScript failed: {detail}")),
         });
     }
-    // Only verified sends report the row. imsg verifies text sends; v1 also verifies
-    // attachment-only chat sends (imsg-rpc-v1.md §4.8), 0.9 never verifies file-only sends
-    // (imsg-rpc.md §7.5).
-    let verified = !req.text.is_empty()
-        || (sh.protocol == Protocol::V1 && !matches!(req.target, Target::To(_)));
+    // v1 imsg verifies a file-only send by looking for an outgoing row whose attachment has
+    // the path it staged; Messages keeps its own copy under another path (as the world does),
+    // so the row is never found and the send ends "may have completed" after 8 s (imsg-rpc-v1.md
+    // §4.8). 0.9 never verifies file-only sends (imsg-rpc.md §7.5) and answers a bare success.
+    if req.text.is_empty() && sh.protocol == Protocol::V1 {
+        return Err(RpcError::outcome_unknown(
+            "may_have_completed",
+            "send",
+            ATTACHMENT_NOT_OBSERVED,
+        ));
+    }
+    let verified = !req.text.is_empty();
     let mut v = json!({"ok": true, "transport": "applescript"});
     if verified {
         v["id"] = json!(row.id);

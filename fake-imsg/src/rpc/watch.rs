@@ -259,9 +259,8 @@ fn start(sh: &Arc<Shared>, spec: &mut Spec, since: Option<i64>, cap: usize) -> R
     // v1 §1.8: a subscribe still queued at EOF is refused. Legacy imsg reads a line only after
     // answering the previous one, so it answers such a subscribe normally (the subscription is
     // then cancelled silently with the rest), and it has no -32000 at all.
-    if sh.protocol == Protocol::V1 && sh.shutting_down.load(Ordering::SeqCst) {
-        return Err(RpcError::busy("server is shutting down")).into();
-    }
+    // imsg needs the database before it reserves a subscription, so a down database is
+    // answered -32002 even when the subscribe was still queued at EOF.
     let world = match sh.db.open_own() {
         Ok(w) => w,
         Err(d) => {
@@ -274,6 +273,9 @@ fn start(sh: &Arc<Shared>, spec: &mut Spec, since: Option<i64>, cap: usize) -> R
             .into()
         }
     };
+    if sh.protocol == Protocol::V1 && sh.shutting_down.load(Ordering::SeqCst) {
+        return Err(RpcError::busy("server is shutting down")).into();
+    }
     spec.cursor = match since {
         None | Some(0) => match world.max_rowid() {
             Ok(m) => m,
