@@ -111,6 +111,18 @@ pub async fn prepare(
     account: &str,
     message_guid: &str,
 ) {
+    prepare_with("scp", atts, remote_host, state_dir, account, message_guid).await
+}
+
+/// [`prepare`] with another copy program (tests use a stand-in for scp).
+pub async fn prepare_with(
+    scp: &str,
+    atts: &mut [EnvelopeAttachment],
+    remote_host: Option<&str>,
+    state_dir: &Path,
+    account: &str,
+    message_guid: &str,
+) {
     for (i, a) in atts.iter_mut().enumerate() {
         let Some(path) = a.path.clone() else { continue };
         let size = a
@@ -142,7 +154,7 @@ pub async fn prepare(
                     })
                     .unwrap_or_else(|| format!("attachment-{i}"));
                 let dest = dir.join(format!("{i}-{}", component(&name)));
-                match copy(host, &path, &dir, &dest).await {
+                match copy(scp, host, &path, &dir, &dest).await {
                     Ok(()) => a.path = Some(dest.display().to_string()),
                     Err(why) => {
                         tracing::warn!(
@@ -159,13 +171,13 @@ pub async fn prepare(
     }
 }
 
-async fn copy(host: &str, remote: &str, dir: &Path, dest: &Path) -> Result<(), String> {
+async fn copy(scp: &str, host: &str, remote: &str, dir: &Path, dest: &Path) -> Result<(), String> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let mut cmd = tokio::process::Command::new("scp");
+    let mut cmd = tokio::process::Command::new(scp);
     cmd.arg("-q")
         .arg("-B")
         .arg("-o")
@@ -276,5 +288,54 @@ mod tests {
         assert_eq!(atts[0].path.as_deref(), Some(here.to_str().unwrap()));
         assert_eq!(atts[1].path, None);
         assert_eq!(atts[1].omitted.as_deref(), Some("missing on disk, 9 bytes"));
+    }
+
+    #[tokio::test]
+    async fn remote_files_are_copied_owner_only_or_omitted_with_why() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let remote = dir.path().join("remote.jpg");
+        std::fs::write(&remote, b"jpeg").unwrap();
+        // scp -q -B -o ConnectTimeout=10 HOST:PATH DEST, copied locally.
+        let fake = dir.path().join("fake-scp");
+        std::fs::write(&fake, "#!/bin/sh\nsrc=\"${5#*:}\"\n[ -f \"$src\" ] || { echo \"$src: No such file\" >&2; exit 1; }\ncp \"$src\" \"$6\"\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let att = |p: &Path, name: &str| EnvelopeAttachment {
+            path: Some(p.display().to_string()),
+            mime_type: None,
+            name: Some(name.into()),
+            size_bytes: Some(4),
+            missing: false,
+            omitted: None,
+        };
+        let mut atts = vec![
+            att(&remote, "remote.jpg"),
+            att(&dir.path().join("nope.jpg"), "nope.jpg"),
+        ];
+        let state = dir.path().join("state");
+        prepare_with(
+            fake.to_str().unwrap(),
+            &mut atts,
+            Some("mini"),
+            &state,
+            "default",
+            "G/1",
+        )
+        .await;
+        let copied = atts[0].path.clone().expect("copied");
+        assert!(
+            copied.starts_with(state.join("attachments/default/G_1").to_str().unwrap()),
+            "{copied}"
+        );
+        assert_eq!(std::fs::read(&copied).unwrap(), b"jpeg");
+        let mode = std::fs::metadata(&copied).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(atts[1].path, None);
+        let why = atts[1].omitted.as_deref().unwrap();
+        assert!(
+            why.starts_with("could not be copied from mini: scp exited with"),
+            "{why}"
+        );
+        assert!(why.contains("No such file"), "{why}");
     }
 }

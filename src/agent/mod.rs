@@ -511,6 +511,34 @@ async fn run_http(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exec_output_is_text_or_a_reply_object() {
+        assert_eq!(exec_reply(" hi \n"), Some(Reply::text("hi")));
+        assert_eq!(
+            exec_reply(r#"{"text": "see", "files": ["/tmp/a.pdf"]}"#),
+            Some(Reply {
+                text: "see".into(),
+                files: vec!["/tmp/a.pdf".into()]
+            })
+        );
+        assert_eq!(
+            exec_reply(r#"{"files": ["/tmp/a.pdf"]}"#),
+            Some(Reply {
+                text: String::new(),
+                files: vec!["/tmp/a.pdf".into()]
+            })
+        );
+        // JSON meant for the chat stays text: other keys, or not an object.
+        let other = r#"{"answer": 42}"#;
+        assert_eq!(exec_reply(other), Some(Reply::text(other)));
+        assert_eq!(exec_reply("[1, 2]"), Some(Reply::text("[1, 2]")));
+        // A reply object that does not hold up is sent as the text it is, with a warning.
+        let bad = r#"{"files": "/tmp/a.pdf"}"#;
+        assert_eq!(exec_reply(bad), Some(Reply::text(bad)));
+        assert_eq!(exec_reply(r#"{"text": "", "files": []}"#), None);
+        assert_eq!(exec_reply("   "), None);
+    }
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     use tokio::net::TcpListener;
 

@@ -4,6 +4,8 @@
 Usage (as the gateway's exec agent): agent.py ENVELOPES_JSONL
 The gateway writes one envelope (JSON) on stdin; this appends it, compacted, as one line to
 ENVELOPES_JSONL and prints "echo: <text>" so replies read the same as with the echo agent.
+A text "attach PATH [PATH...]" is answered with a reply object that sends those files after
+the text "here you go"; "attach only PATH" sends the file with no text.
 """
 import json
 import sys
@@ -29,7 +31,14 @@ def main():
     envelope = json.loads(raw)
     with open(sys.argv[1], "a", encoding="utf-8") as log:
         log.write(json.dumps(envelope, separators=(",", ":")) + "\n")
-    sys.stdout.write("echo: " + find_text(envelope))
+    text = find_text(envelope)
+    words = text.split()
+    if words[:2] == ["attach", "only"]:
+        sys.stdout.write(json.dumps({"files": words[2:]}))
+    elif words[:1] == ["attach"]:
+        sys.stdout.write(json.dumps({"text": "here you go", "files": words[1:]}))
+    else:
+        sys.stdout.write("echo: " + text)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ pub struct GatewayWorld {
     pub codes: Vec<String>,
     /// The last `imsg-gateway` command an operator step ran: exit code and output.
     pub last_command: Option<(i32, String)>,
+    /// The text of the last message a generating step sent (long texts, paragraphs).
+    pub last_text: Option<String>,
+    /// The messages the last "replies in N messages" step matched, in order.
+    pub last_replies: Vec<Exchange>,
 }
 
 impl fmt::Debug for GatewayWorld {
@@ -83,6 +87,8 @@ impl GatewayWorld {
             config_text: None,
             codes: Vec::new(),
             last_command: None,
+            last_text: None,
+            last_replies: Vec::new(),
         })
     }
 
@@ -469,6 +475,8 @@ async fn gateway_running(w: &mut GatewayWorld) {
     regex = r#"^"([^"]+)" sends "([^"]*)" in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
 )]
 async fn someone_sends(w: &mut GatewayWorld, from: String, text: String, chat: String) {
+    // `\n` in a step stands for a line break (a step is one line).
+    let text = text.replace("\\n", "\n");
     let chat = w.chat(&chat);
     w.inject(
         chat,
@@ -945,4 +953,354 @@ pub async fn finish(w: &mut GatewayWorld, failed: bool) {
             harness::tail(&w.launch.stderr_path(), 80)
         );
     }
+}
+
+// ---------------------------------------------------------------- Chunking, targets, files
+
+/// Deterministic prose of exactly `n` chars, words and spaces, ending in a letter.
+fn prose(n: usize) -> String {
+    const WORDS: &[&str] = &[
+        "lorem",
+        "ipsum",
+        "dolor",
+        "sit",
+        "amet",
+        "consectetur",
+        "adipiscing",
+        "elit",
+    ];
+    let mut s = String::new();
+    let mut i = 0;
+    while s.len() < n {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(WORDS[i % WORDS.len()]);
+        i += 1;
+    }
+    s.truncate(n);
+    if s.ends_with(' ') {
+        s.pop();
+        s.push('x');
+    }
+    s
+}
+
+#[when(
+    regex = r#"^"([^"]+)" sends a text of (\d+) characters in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn sends_long(w: &mut GatewayWorld, from: String, n: usize, chat: String) {
+    let text = prose(n);
+    w.last_text = Some(text.clone());
+    let chat = w.chat(&chat);
+    w.inject(
+        chat,
+        InjectSpec {
+            from,
+            text,
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+#[when(
+    regex = r#"^"([^"]+)" sends (\d+) paragraphs of (\d+) characters in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn sends_paragraphs(w: &mut GatewayWorld, from: String, k: usize, n: usize, chat: String) {
+    let text = (0..k).map(|_| prose(n)).collect::<Vec<_>>().join("\n\n");
+    w.last_text = Some(text.clone());
+    let chat = w.chat(&chat);
+    w.inject(
+        chat,
+        InjectSpec {
+            from,
+            text,
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+#[then(
+    regex = r#"^the gateway replies in (\d+) messages? in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn replies_in_n(w: &mut GatewayWorld, n: usize, chat: String) {
+    let chat = w.chat(&chat);
+    let mut got = Vec::new();
+    for _ in 0..n {
+        got.push(w.next_reply(chat).await);
+    }
+    tokio::time::sleep(QUIET).await;
+    let extra = w.sends_to(chat).len() - w.consumed[chat];
+    assert_eq!(
+        extra,
+        0,
+        "more than {n} messages were sent to {}\n{}",
+        w.chats[chat].label,
+        w.report()
+    );
+    w.last_replies = got;
+}
+
+fn texts_of(w: &GatewayWorld) -> Vec<String> {
+    w.last_replies
+        .iter()
+        .map(|e| e.params["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[then(regex = r"^each of those messages is at most (\d+) characters$")]
+fn each_at_most(w: &mut GatewayWorld, n: usize) {
+    for (i, t) in texts_of(w).iter().enumerate() {
+        assert!(
+            t.chars().count() <= n,
+            "message {} is {} chars",
+            i + 1,
+            t.chars().count()
+        );
+        assert!(!t.trim().is_empty(), "message {} is empty", i + 1);
+    }
+}
+
+#[then(regex = r#"^those messages, in order, are "([^"]*)" followed by the text sent$"#)]
+fn in_order_whole(w: &mut GatewayWorld, prefix: String) {
+    let want = format!("{prefix}{}", w.last_text.clone().expect("a text was sent"));
+    let squash = |s: &str| s.split_whitespace().collect::<String>();
+    assert_eq!(
+        squash(&texts_of(w).concat()),
+        squash(&want),
+        "the messages do not add up to the reply"
+    );
+}
+
+#[then(regex = r#"^only the first of those messages starts with "([^"]*)"$"#)]
+fn only_first_prefixed(w: &mut GatewayWorld, prefix: String) {
+    let t = texts_of(w);
+    assert!(t[0].starts_with(&prefix), "{:?}", t[0]);
+    for (i, m) in t.iter().enumerate().skip(1) {
+        assert!(
+            !m.starts_with(&prefix),
+            "message {} starts with {prefix:?}",
+            i + 1
+        );
+    }
+}
+
+#[then("every break between those messages falls between paragraphs")]
+fn breaks_at_paragraphs(w: &mut GatewayWorld) {
+    let text = w.last_text.clone().expect("paragraphs were sent");
+    let paragraphs: Vec<&str> = text.split("\n\n").collect();
+    for (i, m) in texts_of(w).iter().enumerate() {
+        let body = m.strip_prefix("echo: ").unwrap_or(m);
+        for part in body.split("\n\n") {
+            assert!(
+                paragraphs.contains(&part.trim()),
+                "message {} cuts a paragraph: {part:?}",
+                i + 1
+            );
+        }
+    }
+}
+
+#[then(regex = r#"^those messages are (".*")$"#)]
+fn those_messages_are(w: &mut GatewayWorld, list: String) {
+    let want: Vec<String> = list
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(|t| t.replace("\\n", "\n"))
+        .collect();
+    assert_eq!(texts_of(w), want);
+}
+
+#[then("the command prints the send params:")]
+fn prints_params(w: &mut GatewayWorld, step: &cucumber::gherkin::Step) {
+    let want: Value = json5::from_str(step.docstring.as_deref().expect("a docstring"))
+        .expect("the expected params are JSON5");
+    let (code, out) = w.last_command.clone().expect("a command ran");
+    assert_eq!(code, 0, "the command failed:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with('['))
+        .unwrap_or_else(|| panic!("no JSON array in:\n{out}"));
+    let got: Value = serde_json::from_str(line).expect("the printed params are JSON");
+    assert_eq!(got, want, "printed:\n{out}");
+}
+
+/// A small file in the scenario dir, `bytes` long.
+fn scenario_file(w: &GatewayWorld, name: &str, bytes: usize) -> PathBuf {
+    let path = w.launch.dir.join("files").join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![b'x'; bytes]).unwrap();
+    path
+}
+
+#[when(
+    regex = r#"^"([^"]+)" sends the file "([^"]+)" of (\d+) bytes(?: with the caption "([^"]*)")? in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn sends_file(
+    w: &mut GatewayWorld,
+    from: String,
+    name: String,
+    bytes: usize,
+    caption: String,
+    chat: String,
+) {
+    let path = scenario_file(w, &name, bytes);
+    let chat = w.chat(&chat);
+    let text = if caption.is_empty() {
+        "\u{FFFC}".to_string()
+    } else {
+        format!("{caption} \u{FFFC}")
+    };
+    w.inject(
+        chat,
+        InjectSpec {
+            from,
+            text,
+            attachments: vec![path],
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+#[when(regex = r#"^the Mac's copy of "([^"]+)" is deleted$"#)]
+fn mac_copy_deleted(w: &mut GatewayWorld, name: String) {
+    let mut gone = 0;
+    let mut stack = vec![w.world.attachments_dir()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n.to_string_lossy() == name) {
+                std::fs::remove_file(&p).unwrap();
+                gone += 1;
+            }
+        }
+    }
+    assert!(
+        gone > 0,
+        "no copy of {name} under {}",
+        w.world.attachments_dir().display()
+    );
+}
+
+#[given(regex = r#"^a file "([^"]+)" of (\d+) bytes$"#)]
+fn a_file(w: &mut GatewayWorld, name: String, bytes: usize) {
+    scenario_file(w, &name, bytes);
+}
+
+#[when(
+    regex = r#"^"([^"]+)" asks for (only )?the file "([^"]+)" in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn asks_for_file(
+    w: &mut GatewayWorld,
+    from: String,
+    only: String,
+    name: String,
+    chat: String,
+) {
+    let path = w.launch.dir.join("files").join(&name);
+    let text = format!(
+        "attach {}{}",
+        if only.is_empty() { "" } else { "only " },
+        path.display()
+    );
+    let chat = w.chat(&chat);
+    w.inject(
+        chat,
+        InjectSpec {
+            from,
+            text,
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+#[then(
+    regex = r#"^the gateway sends the file "([^"]+)" in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+")$"#
+)]
+async fn sends_the_file(w: &mut GatewayWorld, name: String, chat: String) {
+    let chat = w.chat(&chat);
+    let send = w.next_reply(chat).await;
+    let file = send
+        .params
+        .get("file")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(
+        file.ends_with(&format!("/{name}")),
+        "the next send is not the file {name}: {}",
+        send.params
+    );
+    assert!(
+        send.params.get("text").is_none(),
+        "a file send carries no text: {}",
+        send.params
+    );
+    w.last_reply = Some((chat, send));
+}
+
+#[then(
+    regex = r#"^the gateway's next message in (the DM(?: with "[^"]+")?|the group(?: "[^"]+")?|"[^"]+") says "([^"]*)"$"#
+)]
+async fn next_message_says(w: &mut GatewayWorld, chat: String, text: String) {
+    let chat = w.chat(&chat);
+    let send = w.next_reply(chat).await;
+    let got = send.params["text"].as_str().unwrap_or_default();
+    assert!(
+        got.contains(&text),
+        "the next message is {got:?}, without {text:?}"
+    );
+    w.last_reply = Some((chat, send));
+}
+
+#[then(regex = r#"^imsg was asked to send "([^"]+)" exactly once$"#)]
+fn sent_once(w: &mut GatewayWorld, name: String) {
+    let n = read_tap(&w.launch.tap_log())
+        .iter()
+        .filter(|e| e.method == "send")
+        .filter(|e| {
+            e.params
+                .get("file")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.ends_with(&format!("/{name}")))
+        })
+        .count();
+    assert_eq!(n, 1, "sends of {name}: {n}\n{}", w.report());
+}
+
+/// The envelope's attachment called `name`.
+fn envelope_attachment(w: &GatewayWorld, name: &str) -> Value {
+    let env = w.envelope_of_last_reply();
+    env["attachments"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"].as_str() == Some(name)).cloned())
+        .unwrap_or_else(|| panic!("no attachment {name:?} in the envelope: {env}"))
+}
+
+#[then(
+    regex = r#"^that reply's envelope hands over "([^"]+)" as "([^"]+)" at a path that exists$"#
+)]
+fn hands_over(w: &mut GatewayWorld, name: String, mime: String) {
+    let a = envelope_attachment(w, &name);
+    assert_eq!(a["mime_type"].as_str(), Some(mime.as_str()), "{a}");
+    let path = a["path"].as_str().unwrap_or_else(|| panic!("no path: {a}"));
+    assert!(
+        std::path::Path::new(path).is_file(),
+        "{path} does not exist"
+    );
+    assert!(a.get("omitted").is_none(), "{a}");
+}
+
+#[then(regex = r#"^that reply's envelope omits "([^"]+)" because "([^"]*)"$"#)]
+fn omits(w: &mut GatewayWorld, name: String, why: String) {
+    let a = envelope_attachment(w, &name);
+    assert!(a["path"].is_null(), "the path is handed over: {a}");
+    let omitted = a["omitted"].as_str().unwrap_or_default();
+    assert!(omitted.contains(&why), "omitted {omitted:?}, not {why:?}");
 }
