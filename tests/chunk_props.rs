@@ -195,8 +195,55 @@ fn bmp_text() -> impl Strategy<Value = String> {
     .prop_map(|v| v.into_iter().collect())
 }
 
+/// ASCII words separated by spaces and newlines, no parentheses: where the break rules are
+/// easy to state.
+fn plain_lines() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        ("[a-z]{1,8}", prop_oneof![3 => Just(" "), 1 => Just("\n")]),
+        1..60,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .map(|(w, sep)| format!("{w}{sep}"))
+            .collect::<String>()
+            .trim_end()
+            .to_string()
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The same text and limit always give the same chunks, none of them empty or blank
+    /// (a blank text is never chunked: a blank reply plans no sends).
+    #[test]
+    fn chunking_is_deterministic_and_never_empty(text in rich_text(), limit in 1usize..40) {
+        prop_assume!(!text.trim().is_empty());
+        for mode in [ChunkMode::Length, ChunkMode::Newline] {
+            let a = chunk_text(&text, limit, mode);
+            prop_assert_eq!(&a, &chunk_text(&text, limit, mode));
+            prop_assert!(a.iter().all(|c| !c.trim().is_empty()), "{:?}", a);
+        }
+    }
+
+    /// When the window of `limit` chars holds a newline (not at its start), the chunk ends
+    /// at the last one: a newline is always preferred to a space or a hard cut.
+    #[test]
+    fn a_newline_in_the_window_is_always_preferred(text in plain_lines(), limit in 2usize..40) {
+        let chunks = chunk_text(&text, limit, ChunkMode::Length);
+        let mut rest: &str = &text;
+        for c in &chunks {
+            rest = rest.trim_start();
+            if rest.len() > limit {
+                let window = &rest[..limit];
+                if let Some(nl) = window.rfind('\n').filter(|i| *i > 0) {
+                    prop_assert_eq!(c.as_str(), window[..nl].trim_end(), "window {:?}", window);
+                }
+            }
+            let at = rest.find(c.as_str()).expect("chunks come from the text in order");
+            rest = &rest[at + c.len()..];
+        }
+    }
 
     #[test]
     fn length_chunks_fit_keep_everything_and_respect_clusters(text in rich_text(), limit in 1usize..40) {
