@@ -63,6 +63,8 @@ pub enum Command {
     },
     /// Send a message (chunked and prefixed like replies); --dry-run shows it without sending.
     Send(send::SendArgs),
+    /// Simulate group chats locally: the real gateway against fake-imsg, typed into by you.
+    Simulate(crate::simulate::SimArgs),
     /// List chats through imsg (`chats.list`).
     Chats {
         #[arg(long, default_value_t = 20)]
@@ -88,7 +90,12 @@ pub fn main() -> i32 {
             return e.exit_code();
         }
     };
-    init_logging(cli.log.as_deref());
+    // A simulated session is a conversation on the terminal; the gateway's log would drown it.
+    let level = match (&cli.command, cli.log.as_deref()) {
+        (Command::Simulate(_), None) => Some("off"),
+        (_, l) => l,
+    };
+    init_logging(level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -139,6 +146,7 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Run => run(&cli).await,
         Command::Status { probe, json } => status(&cli, *probe, *json).await,
         Command::Chats { limit, json } => chats(&cli, *limit, *json).await,
+        Command::Simulate(args) => crate::simulate::run(args).await,
         Command::Send(args) => match load_config(&cli) {
             Ok(config) => send::run(&config, args).await,
             Err(code) => code,

@@ -52,6 +52,25 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system time plus an offset that only grows: the simulator's `/wait 61m` moves the
+/// gateway an hour ahead (a pairing code expires) without anyone waiting.
+#[derive(Debug, Default)]
+pub struct OffsetClock {
+    offset_ms: AtomicU64,
+}
+
+impl OffsetClock {
+    pub fn advance(&self, ms: u64) {
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> u64 {
+        SystemClock.now_ms() + self.offset_ms.load(Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +84,14 @@ mod tests {
         c.set(5);
         assert_eq!(c.now_ms(), 5);
         assert!(SystemClock.now_ms() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn an_offset_clock_runs_ahead_by_what_it_was_told() {
+        let c = OffsetClock::default();
+        let before = SystemClock.now_ms();
+        c.advance(61 * 60_000);
+        let ahead = c.now_ms() - before;
+        assert!((61 * 60_000..62 * 60_000).contains(&ahead), "{ahead}");
     }
 }

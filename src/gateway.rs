@@ -63,6 +63,19 @@ pub struct GatewayOptions {
     pub outbox_interval: Duration,
     /// Repeated "not answered" lines of one chat for one reason: at most one per interval.
     pub skip_log_interval_ms: u64,
+    /// Where pairing codes come from: the OS CSPRNG in production; the simulator's scripted
+    /// runs use a fixed sequence so their transcripts can be compared.
+    pub pairing_codes: PairingCodes,
+}
+
+/// A source of pairing codes (see [`GatewayOptions::pairing_codes`]).
+#[derive(Clone)]
+pub struct PairingCodes(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for PairingCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairingCodes")
+    }
 }
 
 impl Default for GatewayOptions {
@@ -79,6 +92,7 @@ impl Default for GatewayOptions {
             clock: Arc::new(SystemClock),
             outbox_interval: Duration::from_millis(500),
             skip_log_interval_ms: 60_000,
+            pairing_codes: PairingCodes(Arc::new(random_code)),
         }
     }
 }
@@ -893,6 +907,7 @@ impl AccountRuntime {
             msg.chat_id,
         );
         let (target2, reply_key2) = (target.clone(), reply_key.clone());
+        let codes = self.opts.pairing_codes.0.clone();
         let done = self
             .db
             .call(move |s| {
@@ -911,7 +926,7 @@ impl AccountRuntime {
                             )),
                         },
                         Upsert::Pending(r) => PairJournal {
-                            reason: format!("access: {} is waiting for pairing approval (code {}, valid until {}); no new code is sent (approve with: imsg-gateway pairing approve {})", r.sender, r.code, iso_ms(r.expires_ms), r.code),
+                            reason: format!("access: {} is waiting for pairing approval (code {}, expires in {} min); no new code is sent (approve with: imsg-gateway pairing approve {})", r.sender, r.code, (r.expires_ms - now + 59_999).max(0) / 60_000, r.code),
                             reply: None,
                         },
                         Upsert::Rejected(r) => PairJournal {
@@ -924,7 +939,7 @@ impl AccountRuntime {
                         },
                     }
                 };
-                s.pair_inbound(&id, &key2, rowid, &sender2, chat_id, now, &mut random_code, &journal)
+                s.pair_inbound(&id, &key2, rowid, &sender2, chat_id, now, &mut || codes(), &journal)
             })
             .await?;
         let Some((outcome, journal)) = done else {
@@ -1501,7 +1516,8 @@ fn lane_blocked(e: &RpcError) -> bool {
 fn context_of(msg: &InboundMessage, policy: &Policy) -> ContextMessage {
     ContextMessage {
         sender: policy.sender_id(msg),
-        text: msg.text.clone(),
+        // As the agent would have seen it: a photo is `<media:image>`, not an empty string.
+        text: crate::agent::body_text(msg),
         message_guid: msg.guid.clone(),
         timestamp: msg.created_at.clone(),
     }

@@ -17,4 +17,5 @@ pub mod imsg;
 pub mod inbound;
 pub mod outbound;
 pub mod routing;
+pub mod simulate;
 pub mod state;

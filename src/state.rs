@@ -214,6 +214,22 @@ impl Store {
     }
 
     fn open_file(path: &Path) -> Result<Store, StateError> {
+        // Switching a new file to WAL and migrating it take locks that SQLite's busy handler
+        // does not always wait for; two processes opening one new store at once (the CLI
+        // beside a starting gateway) retry instead of failing.
+        let mut attempt = 0u32;
+        loop {
+            match Self::open_file_once(path) {
+                Err(e) if e.is_busy() && attempt < 100 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(10 + 5 * u64::from(attempt.min(20))));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn open_file_once(path: &Path) -> Result<Store, StateError> {
         let sql = |source| StateError::Sql {
             path: path.to_path_buf(),
             source,
@@ -240,57 +256,67 @@ impl Store {
                 known: SCHEMA_VERSION,
             });
         }
-        if version < 1 {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS cursor(
-                     account TEXT PRIMARY KEY, rowid INTEGER NOT NULL, updated_at TEXT NOT NULL);
-                 CREATE TABLE IF NOT EXISTS journal(
-                     account TEXT NOT NULL, guid TEXT NOT NULL, rowid INTEGER, chat_id INTEGER,
-                     status TEXT NOT NULL, reason TEXT, payload TEXT,
-                     received_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-                     PRIMARY KEY(account, guid));
-                 CREATE INDEX IF NOT EXISTS journal_by_status ON journal(account, status);
-                 CREATE TABLE IF NOT EXISTS outbox(
-                     id INTEGER PRIMARY KEY, account TEXT NOT NULL, params TEXT NOT NULL,
-                     status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )
-            .map_err(corrupt)?;
-        }
-        if version < 2 {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 ALTER TABLE journal ADD COLUMN plan TEXT;
-                 ALTER TABLE journal ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
-                 ALTER TABLE journal ADD COLUMN sent_ids TEXT;
-                 CREATE INDEX IF NOT EXISTS journal_by_chat ON journal(account, chat_id, rowid);
-                 CREATE TABLE IF NOT EXISTS health(
-                     account TEXT PRIMARY KEY, connected INTEGER NOT NULL DEFAULT 0,
-                     failures_in_a_row INTEGER NOT NULL DEFAULT 0,
-                     restarts INTEGER NOT NULL DEFAULT 0, last_error TEXT, last_error_at TEXT,
-                     skipped_rows INTEGER NOT NULL DEFAULT 0, last_skipped_rowid INTEGER,
-                     updated_at TEXT NOT NULL);
-                 PRAGMA user_version = 2;
-                 COMMIT;",
-            )
-            .map_err(corrupt)?;
-        }
-        if version < 3 {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS pairing(
-                     account TEXT NOT NULL, sender TEXT NOT NULL, code TEXT NOT NULL UNIQUE,
-                     chat_id INTEGER, created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
-                     status TEXT NOT NULL, PRIMARY KEY(account, sender));
-                 CREATE TABLE IF NOT EXISTS approved(
-                     account TEXT NOT NULL, sender TEXT NOT NULL, code TEXT, chat_id INTEGER,
-                     approved_ms INTEGER NOT NULL, PRIMARY KEY(account, sender));
-                 PRAGMA user_version = 3;
-                 COMMIT;",
-            )
-            .map_err(corrupt)?;
+        if version < SCHEMA_VERSION {
+            // Another process (the CLI beside a starting gateway) may be migrating the same
+            // file: the version is read again under the write lock, and the steps it still
+            // needs run in that one transaction.
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(corrupt)?;
+            let migrated = (|| -> rusqlite::Result<()> {
+                let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                if v < 1 {
+                    conn.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS cursor(
+                         account TEXT PRIMARY KEY, rowid INTEGER NOT NULL, updated_at TEXT NOT NULL);
+                     CREATE TABLE IF NOT EXISTS journal(
+                         account TEXT NOT NULL, guid TEXT NOT NULL, rowid INTEGER, chat_id INTEGER,
+                         status TEXT NOT NULL, reason TEXT, payload TEXT,
+                         received_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+                         PRIMARY KEY(account, guid));
+                     CREATE INDEX IF NOT EXISTS journal_by_status ON journal(account, status);
+                     CREATE TABLE IF NOT EXISTS outbox(
+                         id INTEGER PRIMARY KEY, account TEXT NOT NULL, params TEXT NOT NULL,
+                         status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+                     PRAGMA user_version = 1;",
+                )
+                ?;
+                }
+                if v < 2 {
+                    conn.execute_batch(
+                        "ALTER TABLE journal ADD COLUMN plan TEXT;
+                     ALTER TABLE journal ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
+                     ALTER TABLE journal ADD COLUMN sent_ids TEXT;
+                     CREATE INDEX IF NOT EXISTS journal_by_chat ON journal(account, chat_id, rowid);
+                     CREATE TABLE IF NOT EXISTS health(
+                         account TEXT PRIMARY KEY, connected INTEGER NOT NULL DEFAULT 0,
+                         failures_in_a_row INTEGER NOT NULL DEFAULT 0,
+                         restarts INTEGER NOT NULL DEFAULT 0, last_error TEXT, last_error_at TEXT,
+                         skipped_rows INTEGER NOT NULL DEFAULT 0, last_skipped_rowid INTEGER,
+                         updated_at TEXT NOT NULL);
+                     PRAGMA user_version = 2;",
+                    )?;
+                }
+                if v < 3 {
+                    conn.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS pairing(
+                         account TEXT NOT NULL, sender TEXT NOT NULL, code TEXT NOT NULL UNIQUE,
+                         chat_id INTEGER, created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
+                         status TEXT NOT NULL, PRIMARY KEY(account, sender));
+                     CREATE TABLE IF NOT EXISTS approved(
+                         account TEXT NOT NULL, sender TEXT NOT NULL, code TEXT, chat_id INTEGER,
+                         approved_ms INTEGER NOT NULL, PRIMARY KEY(account, sender));
+                     PRAGMA user_version = 3;",
+                )
+                ?;
+                }
+                Ok(())
+            })();
+            match migrated {
+                Ok(()) => conn.execute_batch("COMMIT").map_err(corrupt)?,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(corrupt(e));
+                }
+            }
         }
         if version == SCHEMA_VERSION {
             // A file claiming our schema must have our tables.
@@ -972,6 +998,25 @@ mod tests {
         // A final reply takes no more acknowledgements.
         s.chunk_sent("default", "g1", 3, Some(13)).unwrap();
         assert_eq!(s.sent_row_ids("default", 1).unwrap(), vec![10, 12]);
+    }
+
+    #[test]
+    fn two_processes_creating_one_store_at_once_both_succeed() {
+        // The CLI (or the simulator) opening the store while a gateway creates it used to
+        // run the same migration twice ("duplicate column name: plan").
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let p = path.clone();
+                    std::thread::spawn(move || Store::open(&p).map(|_| ()))
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().expect("every opener succeeds");
+            }
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 mod envelope;
 
-pub use envelope::{ChatType, ContextMessage, Envelope, EnvelopeAttachment, ReplyTo};
+pub use envelope::{body_text, ChatType, ContextMessage, Envelope, EnvelopeAttachment, ReplyTo};
 
 use std::process::Stdio;
 use std::time::Duration;
