@@ -348,6 +348,24 @@ fn health_problem(h: &crate::state::Health) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// A one-off imsg for an account (commands run while no gateway holds the state dir);
+/// `Err` is the exit code, the reason already printed.
+pub(crate) fn spawn_imsg(
+    account: &crate::config::AccountConfig,
+    request_timeout: Duration,
+) -> Result<ImsgProcess, i32> {
+    let spec = SpawnSpec {
+        cli_path: account.cli_path.clone(),
+        db_path: account.db_path.clone(),
+        label: account.id.clone(),
+        request_timeout,
+    };
+    ImsgProcess::spawn(&spec).map_err(|e| {
+        eprintln!("error: {e}");
+        1
+    })
+}
+
 async fn chats(cli: &Cli, limit: u32, as_json: bool) -> i32 {
     let config = match load_config(cli) {
         Ok(c) => c,
@@ -357,18 +375,9 @@ async fn chats(cli: &Cli, limit: u32, as_json: bool) -> i32 {
         eprintln!("error: no enabled iMessage account in the config");
         return 2;
     };
-    let spec = SpawnSpec {
-        cli_path: account.cli_path.clone(),
-        db_path: account.db_path.clone(),
-        label: account.id.clone(),
-        request_timeout: Duration::from_secs(10),
-    };
-    let proc_ = match ImsgProcess::spawn(&spec) {
+    let proc_ = match spawn_imsg(account, Duration::from_secs(10)) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let client = proc_.client.clone();
     let result = async {

@@ -589,7 +589,18 @@ fn quoted_list(options: &[&str]) -> String {
         .join(", ")
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+/// An integer literal or a float with no fraction (`4e3`), as f64: exact for every integer
+/// up to MAX_INT, which is all a bound check needs.
+fn whole_number(v: &Value) -> Option<f64> {
+    match (v.as_u64(), v.as_f64()) {
+        (Some(n), _) => Some(n as f64),
+        (None, Some(f)) if f.fract() == 0.0 => Some(f),
+        _ => None,
+    }
+}
+
+/// Levenshtein distance, ignoring case (for "did you mean" suggestions).
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.to_lowercase().chars().collect();
     let b: Vec<char> = b.to_lowercase().chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -699,13 +710,7 @@ impl Walk {
         if v.is_null() {
             return None;
         }
-        // An integer literal or a float with no fraction (`4e3`), both judged by one bound.
-        // The casts are exact wherever it matters: f64 holds every integer up to MAX_INT.
-        let whole = match (v.as_u64(), v.as_f64()) {
-            (Some(n), _) => Some(n as f64),
-            (None, Some(f)) if f.fract() == 0.0 => Some(f),
-            _ => None,
-        };
+        let whole = whole_number(v);
         match whole {
             Some(f) if (1.0..=MAX_INT as f64).contains(&f) => Some(At {
                 value: f as u64,
@@ -764,11 +769,7 @@ impl Walk {
         if v.is_null() {
             return None;
         }
-        let whole = match (v.as_u64(), v.as_f64()) {
-            (Some(n), _) => Some(n as f64),
-            (None, Some(f)) if f.fract() == 0.0 => Some(f),
-            _ => None,
-        };
+        let whole = whole_number(v);
         match whole {
             Some(f) if (min as f64..=max as f64).contains(&f) => Some(At {
                 value: f as usize,

@@ -589,24 +589,15 @@ impl AccountRuntime {
         if parsed.is_none() && e.status == JournalStatus::Answering {
             // A reply of the gateway's own (a pairing code, a CLI notification): no inbound
             // payload, only the plan.
-            let plan: Vec<Value> = e
-                .plan
-                .as_deref()
-                .and_then(|p| serde_json::from_str(p).ok())
-                .ok_or("interrupted while sending, with no journaled plan to reconcile; not resent to avoid a duplicate")?;
-            let next = (e.sent.max(0) as usize).min(plan.len());
-            tracing::info!(account = %self.id(), key = %e.guid,
-                "resuming a message interrupted by the restart: {next} of {} chunk(s) acknowledged; checking the chat's history before sending more", plan.len());
             return Ok(Job {
                 key: e.guid.clone(),
                 session: format!("own:{}", e.guid),
-                work: Work::Deliver(Delivery {
-                    plan,
-                    next,
-                    uncertain: true,
-                    chat_id: e.chat_id,
-                    after_rowid: e.rowid.unwrap_or(0),
-                }),
+                work: Work::Deliver(self.interrupted(
+                    e,
+                    "a message",
+                    e.chat_id,
+                    e.rowid.unwrap_or(0),
+                )?),
             });
         }
         let Some((mut msg, raw)) = parsed else {
@@ -615,21 +606,7 @@ impl AccountRuntime {
         msg.is_group = self.policy.is_group(&msg);
         let session = routing::session_key(&msg);
         let work = if e.status == JournalStatus::Answering {
-            let plan: Vec<Value> = e
-                .plan
-                .as_deref()
-                .and_then(|p| serde_json::from_str(p).ok())
-                .ok_or("interrupted while sending, with no journaled plan to reconcile; not resent to avoid a duplicate")?;
-            let next = (e.sent.max(0) as usize).min(plan.len());
-            tracing::info!(account = %self.id(), guid = %e.guid,
-                "resuming a reply interrupted by the restart: {next} of {} chunk(s) acknowledged; checking the chat's history before sending more", plan.len());
-            Work::Deliver(Delivery {
-                plan,
-                next,
-                uncertain: true,
-                chat_id: e.chat_id.or(msg.chat_id),
-                after_rowid: msg.rowid,
-            })
+            Work::Deliver(self.interrupted(e, "a reply", e.chat_id.or(msg.chat_id), msg.rowid)?)
         } else {
             let target = routing::reply_target(&msg).ok_or("no reply target")?;
             tracing::info!(account = %self.id(), guid = %e.guid, "resuming a message admitted before the restart");
@@ -646,6 +623,32 @@ impl AccountRuntime {
             key: e.guid.clone(),
             session,
             work,
+        })
+    }
+
+    /// A reply caught mid-send by the restart: it continues from its next chunk, after that
+    /// chunk is looked up in the chat's history.
+    fn interrupted(
+        &self,
+        e: &JournalEntry,
+        what: &str,
+        chat_id: Option<i64>,
+        after_rowid: i64,
+    ) -> Result<Delivery, String> {
+        let plan: Vec<Value> = e
+            .plan
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .ok_or("interrupted while sending, with no journaled plan to reconcile; not resent to avoid a duplicate")?;
+        let next = (e.sent.max(0) as usize).min(plan.len());
+        tracing::info!(account = %self.id(), guid = %e.guid,
+            "resuming {what} interrupted by the restart: {next} of {} chunk(s) acknowledged; checking the chat's history before sending more", plan.len());
+        Ok(Delivery {
+            plan,
+            next,
+            uncertain: true,
+            chat_id,
+            after_rowid,
         })
     }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::config::{AccountConfig, Config};
 use crate::imsg::client::DELIVERY_OUTCOME_UNKNOWN;
-use crate::imsg::{negotiate, sanitize_params, ImsgProcess, RpcError, SpawnSpec};
+use crate::imsg::{negotiate, sanitize_params, RpcError};
 use crate::outbound::{files, parse_target, plan_send};
 use crate::state::{DirLock, JournalStatus, StateError, Store};
 
@@ -173,18 +173,9 @@ pub async fn run(config: &Config, args: &SendArgs) -> i32 {
 
 async fn send_direct(account: &AccountConfig, plan: &[Value]) -> i32 {
     let n = plan.len();
-    let spec = SpawnSpec {
-        cli_path: account.cli_path.clone(),
-        db_path: account.db_path.clone(),
-        label: account.id.clone(),
-        request_timeout: crate::imsg::DEFAULT_TIMEOUT,
-    };
-    let proc_ = match ImsgProcess::spawn(&spec) {
+    let proc_ = match super::spawn_imsg(account, crate::imsg::DEFAULT_TIMEOUT) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let client = proc_.client.clone();
     let code = async {

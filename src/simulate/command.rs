@@ -90,25 +90,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn suggest(word: &str) -> Option<&'static str> {
     COMMANDS
         .iter()
-        .map(|(c, _)| (*c, distance(word, c)))
+        .map(|(c, _)| (*c, crate::config::edit_distance(word, c)))
         .filter(|(_, d)| *d <= 2)
-        .min_by_key(|(_, d)| *d)
+        // A tie goes to the command of the length typed (`/chta` is `/chat`, not `/chats`).
+        .min_by_key(|(c, d)| (*d, c.len().abs_diff(word.len())))
         .map(|(c, _)| c)
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Parses one line.
