@@ -1170,9 +1170,12 @@ impl Walk {
                 service: val(layer.service).unwrap_or(d.service),
                 region: val(layer.region).unwrap_or(d.region),
                 dm_policy: val(layer.dm_policy).unwrap_or(d.dm_policy),
-                allow_from: val(layer.allow_from).unwrap_or_default(),
+                allow_from: val(layer.allow_from.clone()).unwrap_or_default(),
                 group_policy: val(layer.group_policy).unwrap_or(d.group_policy),
-                group_allow_from: val(layer.group_allow_from).unwrap_or_default(),
+                // Unset, it is allowFrom (reference §3.1); an explicit [] stays empty, and
+                // under groupPolicy "allowlist" then admits no one.
+                group_allow_from: val(layer.group_allow_from)
+                    .unwrap_or_else(|| val(layer.allow_from.clone()).unwrap_or_default()),
                 groups: val(layer.groups).unwrap_or_default(),
                 include_attachments: val(layer.include_attachments)
                     .unwrap_or(d.include_attachments),

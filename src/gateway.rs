@@ -731,14 +731,19 @@ impl AccountRuntime {
                     skip(format!("access: {}", s.text))
                 }
                 Ok(Decision::Context(s)) => {
-                    if let Some(chat) = msg.chat_id {
-                        self.context
-                            .lock()
-                            .unwrap()
-                            .keep(chat, context_of(&msg, &self.policy));
-                    }
+                    // Only said when it is true: historyLimit 0 keeps nothing.
+                    let kept = match msg.chat_id {
+                        Some(chat) if self.account.history_limit > 0 => {
+                            self.context
+                                .lock()
+                                .unwrap()
+                                .keep(chat, context_of(&msg, &self.policy));
+                            " [kept as context]"
+                        }
+                        _ => "",
+                    };
                     self.not_answered(&msg, &s.kind, &s.text, now);
-                    skip(format!("access: {} [kept as context]", s.text))
+                    skip(format!("access: {}{kept}", s.text))
                 }
                 Ok(Decision::Pair { sender }) => {
                     pair = Some(sender);
@@ -892,9 +897,10 @@ impl AccountRuntime {
         key: &str,
         msg: &InboundMessage,
     ) -> anyhow::Result<Option<Job>> {
-        let Some(target) = routing::reply_target(msg) else {
-            return Ok(None);
-        };
+        // Never skipped: the message must be journaled whatever happens to its code. A DM
+        // without a chat selector still has its sender (an empty one never gets here).
+        let target =
+            routing::reply_target(msg).unwrap_or_else(|| ReplyTarget::Handle(sender.to_string()));
         let now = self.opts.clock.now_ms() as i64;
         let reply_key = format!("pairing:{key}");
         // The code's message is ours, not the agent's: no response prefix.
@@ -936,6 +942,10 @@ impl AccountRuntime {
                             reason: format!("access: the pairing request of {} was rejected; nothing is sent until {}", r.sender, iso_ms(r.expires_ms)),
                             reply: None,
                         },
+                        Upsert::Approved => PairJournal {
+                            reason: format!("access: {sender2} was approved while this message was on its way; their next message is answered"),
+                            reply: None,
+                        },
                         Upsert::Full => PairJournal {
                             reason: format!("access: {} pairing requests are already pending, so {sender2} gets no code and no request (approve or reject one: imsg-gateway pairing list)", access::pairing::MAX_PENDING),
                             reply: None,
@@ -957,6 +967,7 @@ impl AccountRuntime {
             Upsert::Pending(_) => Some(SkipKind::PairingPending),
             Upsert::Rejected(_) => Some(SkipKind::PairingRejected),
             Upsert::Full => Some(SkipKind::PairingFull),
+            Upsert::Approved => Some(SkipKind::PairingPending),
         };
         if let Some(kind) = kind {
             self.not_answered(msg, &kind, why, now as u64);

@@ -88,7 +88,7 @@ pub struct Policy {
     pub dm_policy: DmPolicy,
     pub allow_from: AllowList,
     pub group_policy: GroupPolicy,
-    /// `groupAllowFrom`, else `allowFrom` when that is non-empty (reference §3.1).
+    /// `groupAllowFrom` (the config resolves an unset one to `allowFrom`, reference §3.1).
     pub group_allow_from: AllowList,
     pub groups: BTreeMap<String, GroupConfig>,
     pub mentions: MentionPatterns,
@@ -105,11 +105,8 @@ pub fn key_prefix(account_id: &str) -> String {
 
 impl Policy {
     pub fn new(a: &AccountConfig) -> Policy {
-        let group_raw = if a.group_allow_from.is_empty() {
-            &a.allow_from
-        } else {
-            &a.group_allow_from
-        };
+        // The config already put allowFrom here when groupAllowFrom is unset.
+        let group_raw = &a.group_allow_from;
         Policy {
             keys: key_prefix(&a.id),
             region: a.region.clone(),

@@ -261,13 +261,28 @@ fn group_gates_in_order() {
             assert_eq!(kind(&d), Some(SkipKind::GroupSenderNotAllowed));
         }
     }
-    // ... and groupAllowFrom falls back to allowFrom.
-    let a = AccountConfig {
-        group_policy: GroupPolicy::Allowlist,
-        allow_from: strings(&["+15550001111"]),
-        ..account()
+    // ... and an unset groupAllowFrom is allowFrom, an explicit [] admits no one.
+    let from_config = |text: &str| {
+        let mut a = crate::config::Config::from_json5_str(text, "test")
+            .unwrap()
+            .accounts
+            .remove(0);
+        a.mention_patterns = account().mention_patterns;
+        a
     };
-    assert!(matches!(decide_with(&a, &m, false), Decision::Admit { .. }));
+    let unset =
+        from_config(r#"{imessage: {groupPolicy: "allowlist", allowFrom: ["+15550001111"]}}"#);
+    assert!(matches!(
+        decide_with(&unset, &m, false),
+        Decision::Admit { .. }
+    ));
+    let empty = from_config(
+        r#"{imessage: {groupPolicy: "allowlist", allowFrom: ["+15550001111"], groupAllowFrom: []}}"#,
+    );
+    assert_eq!(
+        kind(&decide_with(&empty, &m, false)),
+        Some(SkipKind::GroupAllowlistEmpty)
+    );
     // 3. a non-empty groups map without "*" is a chat allowlist under every policy.
     for policy in [GroupPolicy::Open, GroupPolicy::Allowlist] {
         let a = AccountConfig {

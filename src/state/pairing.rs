@@ -57,6 +57,9 @@ pub enum Upsert {
     Rejected(PairingRequest),
     /// [`MAX_PENDING`] requests are live: no request, nothing sent.
     Full,
+    /// The sender was approved while its message was on the way: nothing sent; its next
+    /// message is answered.
+    Approved,
 }
 
 /// Why a pairing command did nothing.
@@ -123,6 +126,15 @@ fn upsert_on(
         "DELETE FROM pairing WHERE created_ms < ?1",
         [now_ms.saturating_sub(TTL_MS + KEEP_EXPIRED_MS)],
     )?;
+    let approved: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM approved WHERE account = ?1 AND sender = ?2)",
+        params![account, sender],
+        |r| r.get(0),
+    )?;
+    if approved {
+        // Approved after the caller decided (the CLI ran meanwhile): no new code.
+        return Ok(Upsert::Approved);
+    }
     let existing = tx
         .query_row(
             &format!("SELECT {REQUEST_COLUMNS} FROM pairing WHERE account = ?1 AND sender = ?2"),
@@ -483,10 +495,18 @@ impl Store {
                 params![account, key, after_rowid, chat_id, JournalStatus::Answering.as_str(), plan, ts],
             )
             .map_err(err)?;
-            tx.execute("DELETE FROM outbox WHERE id = ?1", [id])
+            // Marked, not deleted: SQLite would hand a deleted max id out again, and the
+            // next CLI call would then read this message's journal entry as its own.
+            tx.execute("UPDATE outbox SET status = 'claimed' WHERE id = ?1", [id])
                 .map_err(err)?;
             out.push((key, plan, chat_id));
         }
+        // Bounded: claimed rows go, except the newest, which keeps ids from going back.
+        tx.execute(
+            "DELETE FROM outbox WHERE status = 'claimed' AND id < (SELECT max(id) FROM outbox)",
+            [],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(out)
     }
@@ -677,6 +697,23 @@ mod tests {
     }
 
     #[test]
+    fn an_approved_sender_never_gets_a_new_code() {
+        let (_d, mut s) = store();
+        let mut gen = codes();
+        created(
+            s.pairing_upsert("default", "+1", None, T0, &mut gen)
+                .unwrap(),
+        );
+        s.pairing_approve("CODE0001", T0).unwrap();
+        assert_eq!(
+            s.pairing_upsert("default", "+1", None, T0 + 1, &mut gen)
+                .unwrap(),
+            Upsert::Approved
+        );
+        assert!(s.pairing_list(None, T0 + 1).unwrap().is_empty());
+    }
+
+    #[test]
     fn revoke_removes_an_approval() {
         let (_d, mut s) = store();
         let mut gen = codes();
@@ -723,6 +760,12 @@ mod tests {
         assert_eq!(claimed[0].0, key);
         assert_eq!(claimed[0].2, Some(7));
         assert!(s.claim_outbox("default", 42).unwrap().is_empty());
+        // A later message never gets an earlier one's key, even once the queue is empty.
+        let next = s
+            .queue_outbox("default", r#"[{"chat_id":7,"text":"again"}]"#)
+            .unwrap();
+        assert_ne!(next, key);
+        assert_eq!(s.claim_outbox("default", 43).unwrap()[0].0, next);
         let e = s.entry("default", &key).unwrap().unwrap();
         assert_eq!(e.status, JournalStatus::Answering);
         assert_eq!(e.rowid, Some(42));
