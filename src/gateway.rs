@@ -935,7 +935,7 @@ impl AccountRuntime {
                             )),
                         },
                         Upsert::Pending(r) => PairJournal {
-                            reason: format!("access: {} is waiting for pairing approval (code {}, expires in {} min); no new code is sent (approve with: imsg-gateway pairing approve {})", r.sender, r.code, (r.expires_ms - now + 59_999).max(0) / 60_000, r.code),
+                            reason: format!("access: {} is waiting for pairing approval (code {}, expires in {} min); no new code is sent (approve with: imsg-gateway pairing approve {})", r.sender, r.code, access::pairing::minutes_left(r.expires_ms, now), r.code),
                             reply: None,
                         },
                         Upsert::Rejected(r) => PairJournal {
@@ -1497,7 +1497,7 @@ pub fn sent_guid(result: &Value) -> Option<String> {
 /// `-32004`, or a `-32001` whose send is still in flight: every later send on this child
 /// fails until it is restarted (imsg-rpc-v1 §1.7, §6.6).
 /// `-32001` with `disposition: "may_have_completed"`: imsg handed it over and cannot tell.
-fn may_have_completed(e: &RpcError) -> bool {
+pub(crate) fn may_have_completed(e: &RpcError) -> bool {
     match e {
         RpcError::Remote { code, data, .. } => {
             *code == DELIVERY_OUTCOME_UNKNOWN

@@ -45,6 +45,12 @@ pub fn expires_at(created_ms: i64) -> i64 {
     created_ms.saturating_add(TTL_MS)
 }
 
+/// Whole minutes until `expires_ms`, rounded up (a request made a moment ago has 60 left),
+/// never negative.
+pub fn minutes_left(expires_ms: i64, now_ms: i64) -> i64 {
+    (expires_ms.saturating_sub(now_ms).max(0) + 59_999) / 60_000
+}
+
 /// The one message an unknown sender gets. The two middle lines are the reference's
 /// (`Your iMessage sender id:`, `Pairing code:`), so tooling written for it finds them.
 pub fn pairing_message(sender_id: &str, code: &str) -> String {
@@ -74,6 +80,9 @@ mod tests {
         assert!(!is_expired(t0, t0 + TTL_MS));
         assert!(is_expired(t0, t0 + TTL_MS + 1));
         assert_eq!(expires_at(t0), t0 + 3_600_000);
+        assert_eq!(minutes_left(expires_at(t0), t0 + 5), 60);
+        assert_eq!(minutes_left(expires_at(t0), t0 + TTL_MS), 0);
+        assert_eq!(minutes_left(expires_at(t0), t0 + TTL_MS + 9), 0);
     }
 
     #[test]

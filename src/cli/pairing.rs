@@ -134,15 +134,11 @@ fn state_err(e: StateError) -> i32 {
 }
 
 /// "59m", "1h0m", "expired".
-fn until(ms: i64) -> String {
-    if ms <= 0 {
-        return "expired".into();
-    }
-    let m = (ms + 59_999) / 60_000;
-    if m >= 60 {
-        format!("{}h{}m", m / 60, m % 60)
-    } else {
-        format!("{m}m")
+fn until(expires_ms: i64, now_ms: i64) -> String {
+    match crate::access::pairing::minutes_left(expires_ms, now_ms) {
+        0 => "expired".into(),
+        m if m >= 60 => format!("{}h{}m", m / 60, m % 60),
+        m => format!("{m}m"),
     }
 }
 
@@ -234,7 +230,7 @@ fn list(config: &Config, account: Option<&str>, as_json: bool) -> i32 {
                 .unwrap_or_else(|| "-".into()),
             r.account,
             iso_ms(r.created_ms),
-            until(r.expires_ms - now)
+            until(r.expires_ms, now)
         );
     }
     println!("Approve with: imsg-gateway pairing approve <CODE>");

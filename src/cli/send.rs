@@ -13,8 +13,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::config::{AccountConfig, Config};
-use crate::imsg::client::DELIVERY_OUTCOME_UNKNOWN;
-use crate::imsg::{negotiate, sanitize_params, RpcError};
+use crate::imsg::{negotiate, sanitize_params};
 use crate::outbound::{files, parse_target, plan_send};
 use crate::state::{DirLock, JournalStatus, StateError, Store};
 
@@ -194,7 +193,7 @@ async fn send_direct(account: &AccountConfig, plan: &[Value]) -> i32 {
                     let guid = crate::gateway::sent_guid(&r).unwrap_or_else(|| "?".into());
                     println!("sent {line} (guid {guid})");
                 }
-                Err(e) if file_only && unverified(&e) => {
+                Err(e) if file_only && crate::gateway::may_have_completed(&e) => {
                     println!("sent {line} (handed to Messages; imsg cannot verify an attachment-only send)");
                 }
                 Err(e) => {
@@ -216,13 +215,6 @@ async fn send_direct(account: &AccountConfig, plan: &[Value]) -> i32 {
     .await;
     proc_.shutdown(Duration::from_millis(500)).await;
     code
-}
-
-fn unverified(e: &RpcError) -> bool {
-    matches!(e, RpcError::Remote { code, data, .. }
-        if *code == DELIVERY_OUTCOME_UNKNOWN
-            && data.as_ref().and_then(|d| d.get("disposition")).and_then(Value::as_str)
-                == Some("may_have_completed"))
 }
 
 async fn send_via_gateway(
