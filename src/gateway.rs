@@ -13,8 +13,9 @@
 //!
 //! Never answering twice rests on the journal: a GUID is journaled before its cursor moves,
 //! final states are never reopened, and the chunks already acknowledged are never resent.
-//! The store runs on the blocking pool ([`Db`]), so SQLite never stalls the runtime, and a
-//! busy database is waited for rather than fatal.
+//! The store runs on a thread of its own ([`Db`]), so SQLite never stalls the runtime, writes
+//! that arrive together are committed together, and a busy database is waited for rather
+//! than fatal.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,8 +40,8 @@ use crate::imsg::{
 use crate::inbound::{self, EchoGuard, InboundMessage, SkipReason};
 use crate::routing::{self, ReplyTarget};
 use crate::state::{
-    iso_ms, DirLock, HealthEvent, Inbound, JournalEntry, JournalStatus, PairJournal, StateError,
-    Store, Upsert,
+    iso_ms, Db, DirLock, HealthEvent, Inbound, JournalEntry, JournalStatus, PairJournal,
+    StateError, Store, Upsert,
 };
 
 /// Run-time knobs that are not in the config file: production uses the defaults, in-process
@@ -119,60 +120,10 @@ pub fn process_connector() -> ConnectorFor {
 const JOURNAL_KEEP_DAYS: i64 = 30;
 /// Most messages ingested (looked up and journaled) in one transaction.
 const INGEST_BATCH: usize = 256;
+/// Replies of one session planned ahead of the one being sent.
+const SESSION_LOOKAHEAD: usize = 16;
 /// How many recent rows of a chat are searched for a chunk whose delivery is unknown.
 const RECONCILE_HISTORY: u32 = 100;
-
-/// The store on the blocking pool. Every call retries while another process holds the
-/// database busy (logged once it has waited a while), so a long write lock pauses the gateway
-/// instead of ending it.
-#[derive(Clone)]
-pub struct Db(Arc<Mutex<Store>>);
-
-impl Db {
-    pub fn new(store: Store) -> Db {
-        Db(Arc::new(Mutex::new(store)))
-    }
-
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StateError>
-    where
-        T: Send + 'static,
-        F: Fn(&mut Store) -> Result<T, StateError> + Send + 'static,
-    {
-        let inner = self.0.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let mut wait = Duration::from_millis(20);
-            let mut waited = Duration::ZERO;
-            let mut warned = false;
-            loop {
-                let outcome = {
-                    let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-                    f(&mut guard)
-                };
-                match outcome {
-                    Err(e) if e.is_busy() => {
-                        if !warned && waited >= Duration::from_secs(5) {
-                            tracing::warn!("the state database is locked by another process; waiting for it ({e})");
-                            warned = true;
-                        }
-                        std::thread::sleep(wait);
-                        waited += wait;
-                        wait = (wait * 2).min(Duration::from_secs(1));
-                    }
-                    other => {
-                        if warned {
-                            tracing::info!("the state database is writable again");
-                        }
-                        return other;
-                    }
-                }
-            }
-        });
-        match task.await {
-            Ok(r) => r,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-}
 
 /// Runs every enabled account until `shutdown` turns true, each with its own imsg child.
 pub async fn run(
@@ -243,6 +194,9 @@ pub async fn run_with(
             Err(_) => {}
         }
     }
+    // Writes nobody waited for (acknowledgements, final outcomes) are on disk before the
+    // lock is let go and the process exits.
+    db.flush().await?;
     drop(lock);
     Ok(())
 }
@@ -350,6 +304,17 @@ struct Delivery {
     /// The chat to search, and the rowid the reply must come after.
     chat_id: Option<i64>,
     after_rowid: i64,
+}
+
+/// A reply planned and submitted to the journal, on its way to the sending stage.
+struct Ready {
+    key: String,
+    delivery: Delivery,
+    /// Whether the plan was journaled (`begin_answer`); `None` when it was before (a resumed
+    /// or queued delivery).
+    journaled: Option<
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, StateError>> + Send>>,
+    >,
 }
 
 /// A session's worker: its queue and how many jobs are queued or running.
@@ -818,40 +783,37 @@ impl AccountRuntime {
                 payload: r.admit.as_ref().map(|_| r.raw.to_string()),
             })
             .collect();
-        let fresh = {
+        // Submitted, then the admitted messages are dispatched before its commit: the store
+        // keeps submission order, so no reply's plan (and so no send) can be durable before
+        // the message it answers, and the agent starts while the disk works. Every row here
+        // passed the `known` read above and only this loop journals inbound messages, so all
+        // are fresh; the commit's answer is checked all the same before the cursor moves.
+        let committed = {
             let id = self.id().to_string();
-            self.db
-                .call(move |s| {
-                    let batch: Vec<Inbound<'_>> = items
-                        .iter()
-                        .map(|o| Inbound {
-                            account: &id,
-                            guid: &o.guid,
-                            rowid: Some(o.rowid),
-                            chat_id: o.chat_id,
-                            status: o.status,
-                            reason: o.reason.as_deref(),
-                            payload: o.payload.as_deref(),
-                        })
-                        .collect();
-                    s.record_batch(&id, &batch, cursor)
-                })
-                .await?
+            self.db.submit(move |s| {
+                let batch: Vec<Inbound<'_>> = items
+                    .iter()
+                    .map(|o| Inbound {
+                        account: &id,
+                        guid: &o.guid,
+                        rowid: Some(o.rowid),
+                        chat_id: o.chat_id,
+                        status: o.status,
+                        reason: o.reason.as_deref(),
+                        payload: o.payload.as_deref(),
+                    })
+                    .collect();
+                s.record_batch(&id, &batch, cursor)
+            })
         };
         let top = rows.iter().map(|r| r.msg.rowid).chain(cursor).max();
-        if let Some(t) = top {
-            self.cursor_moved(t);
-        }
         for job in own_replies {
             self.dispatch(job, sessions, slot);
         }
-        for (row, fresh) in rows.into_iter().zip(fresh) {
+        for row in rows {
             let Some(a) = row.admit else {
                 continue;
             };
-            if !fresh {
-                continue;
-            }
             tracing::info!(account = %self.id(), guid = %row.key, session = %a.session,
                 sender = %row.msg.sender, "admitted message {}", row.msg.rowid);
             self.dispatch(
@@ -869,6 +831,15 @@ impl AccountRuntime {
                 sessions,
                 slot,
             );
+        }
+        let fresh = committed.await?;
+        if let Some(n) = fresh.iter().position(|f| !f) {
+            // Cannot happen while one gateway holds the state dir; the begin_answer check
+            // keeps such a reply from being sent twice regardless.
+            tracing::warn!(account = %self.id(), "message {n} of a batch was journaled meanwhile by someone else");
+        }
+        if let Some(t) = top {
+            self.cursor_moved(t);
         }
         Ok(())
     }
@@ -1051,33 +1022,66 @@ impl AccountRuntime {
         let mut slot = slot.clone();
         let worker_inflight = inflight.clone();
         tokio::spawn(async move {
-            while let Some(job) = rx.recv().await {
-                me.answer(job, &mut slot).await;
+            // Two stages: the agent answers and the plan is journaled for the next replies
+            // while the one before them is being sent, so a session's replies wait on imsg,
+            // not on the disk. Sends stay strictly in order.
+            let (ready_tx, mut ready_rx) = mpsc::channel::<Ready>(SESSION_LOOKAHEAD);
+            let done = |_: ()| {
                 worker_inflight.fetch_sub(1, Ordering::SeqCst);
-            }
+            };
+            let plan = async {
+                let ready_tx = ready_tx;
+                while let Some(job) = rx.recv().await {
+                    match me.prepare(job).await {
+                        Some(r) => {
+                            if ready_tx.send(r).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => done(()),
+                    }
+                }
+            };
+            let send = async {
+                while let Some(r) = ready_rx.recv().await {
+                    me.send_ready(r, &mut slot).await;
+                    done(());
+                }
+            };
+            tokio::join!(plan, send);
         });
         let _ = tx.send(job);
         sessions.insert(session, SessionTx { tx, inflight });
     }
 
+    /// Journals a final outcome. Not waited for: the store keeps submission order, so
+    /// whatever reads the journal after this sees it, and a crash before its commit leaves
+    /// the entry where a restart finishes it again.
     async fn finish(&self, key: &str, status: JournalStatus, reason: Option<&str>) {
         let (id, key2, reason) = (
             self.id().to_string(),
             key.to_string(),
             reason.map(String::from),
         );
-        let r = self
-            .db
-            .call(move |s| s.mark(&id, &key2, status, reason.as_deref()))
-            .await;
-        if let Err(e) = r {
-            tracing::error!(account = %self.id(), guid = %key, "journal update failed: {e}");
-        }
+        self.db.detach(
+            format!(
+                "account {}: journaling {key} as {}",
+                self.id(),
+                status.as_str()
+            ),
+            move |s| s.mark(&id, &key2, status, reason.as_deref()).map(|_| ()),
+        );
     }
 
-    async fn answer(&self, job: Job, slot: &mut ConnectionSlot) {
-        let delivery = match job.work {
-            Work::Deliver(d) => d,
+    /// The first stage of a session: the agent's answer, planned, its plan submitted to the
+    /// journal. `None` when there is nothing to send.
+    async fn prepare(&self, job: Job) -> Option<Ready> {
+        match job.work {
+            Work::Deliver(d) => Some(Ready {
+                key: job.key,
+                delivery: d,
+                journaled: None,
+            }),
             Work::Ask {
                 msg,
                 raw,
@@ -1097,23 +1101,38 @@ impl AccountRuntime {
                     &job.key,
                 )
                 .await;
-                match self.ask(&job.key, env, &msg, &target).await {
-                    Some(d) => d,
-                    None => return,
+                self.ask(job.key, env, &msg, &target).await
+            }
+        }
+    }
+
+    /// The second stage: once its plan is durable, the reply is sent.
+    async fn send_ready(&self, r: Ready, slot: &mut ConnectionSlot) {
+        if let Some(journaled) = r.journaled {
+            match journaled.await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(account = %self.id(), guid = %r.key, "already handled; not sending");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(account = %self.id(), guid = %r.key, "journaling the reply failed: {e}; not sending");
+                    return;
                 }
             }
-        };
-        self.deliver(&job.key, delivery, slot).await;
+        }
+        self.deliver(&r.key, r.delivery, slot).await;
     }
 
     /// Runs the agent and journals the plan; `None` when there is nothing to send.
     async fn ask(
         &self,
-        key: &str,
+        key: String,
         env: Envelope,
         msg: &InboundMessage,
         target: &ReplyTarget,
-    ) -> Option<Delivery> {
+    ) -> Option<Ready> {
+        let key = key.as_str();
         let reply = {
             let Ok(_permit) = self.permits.acquire().await else {
                 return None;
@@ -1175,31 +1194,22 @@ impl AccountRuntime {
         }
         let text = Value::Array(plan.clone()).to_string();
         let (id, key2) = (self.id().to_string(), key.to_string());
-        match self
-            .db
-            .call(move |s| s.begin_answer(&id, &key2, &text))
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!(account = %self.id(), guid = %key, "already handled; not sending");
-                return None;
-            }
-            Err(e) => {
-                tracing::error!(account = %self.id(), guid = %key, "journaling the reply failed: {e}; not sending");
-                return None;
-            }
-        }
+        // Submitted now, awaited by the sending stage: nothing is sent before it is durable.
+        let journaled = self.db.submit(move |s| s.begin_answer(&id, &key2, &text));
         let chat_id = match target {
             crate::outbound::Target::ChatId(id) => Some(id),
             _ => msg.chat_id,
         };
-        Some(Delivery {
-            plan,
-            next: 0,
-            uncertain: false,
-            chat_id,
-            after_rowid: msg.rowid,
+        Some(Ready {
+            key: key.to_string(),
+            delivery: Delivery {
+                plan,
+                next: 0,
+                uncertain: false,
+                chat_id,
+                after_rowid: msg.rowid,
+            },
+            journaled: Some(Box::pin(journaled)),
         })
     }
 
@@ -1383,27 +1393,28 @@ impl AccountRuntime {
 
     /// Journals chunk `index` of `n` as delivered; the last one also marks the reply
     /// answered, in the same commit. Returns whether the reply is done.
+    ///
+    /// Not waited for: a crash before its commit leaves the chunk "maybe sent", which the
+    /// history check settles, so the next reply need not wait for the disk.
     async fn chunk_sent(&self, key: &str, index: usize, n: usize, row: Option<i64>) -> bool {
         let (id, key2) = (self.id().to_string(), key.to_string());
         let last = index + 1 == n;
-        let r = self
-            .db
-            .call(move |s| {
+        self.db.detach(
+            format!(
+                "account {}: journaling chunk {} of {key}",
+                self.id(),
+                index + 1
+            ),
+            move |s| {
                 if last {
                     s.last_chunk_sent(&id, &key2, index, row).map(|_| ())
                 } else {
                     s.chunk_sent(&id, &key2, index, row)
                 }
-            })
-            .await;
-        match r {
-            Ok(()) if last => {
-                tracing::info!(account = %self.id(), guid = %key, "answered in {n} chunk(s)");
-            }
-            Ok(()) => {}
-            Err(e) => {
-                tracing::error!(account = %self.id(), guid = %key, "journaling chunk {} failed: {e}", index + 1);
-            }
+            },
+        );
+        if last {
+            tracing::info!(account = %self.id(), guid = %key, "answered in {n} chunk(s)");
         }
         last
     }

@@ -22,7 +22,10 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 mod pairing;
+mod writer;
+
 pub use pairing::{iso_ms, Approval, PairJournal, PairingError, PairingRequest, Upsert};
+pub use writer::Db;
 
 /// File name inside `state.dir`.
 pub const STATE_FILE: &str = "state.db";
@@ -338,6 +341,33 @@ impl Store {
     }
 
     /// A statement on the hot path, parsed once per connection.
+    /// Runs `f` all or nothing: a transaction of its own, or a savepoint inside the store
+    /// thread's batch (a transaction cannot nest; a savepoint can).
+    fn atomically<T>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let top = self.conn.is_autocommit();
+        self.conn
+            .execute_batch("SAVEPOINT atomically")
+            .map_err(|e| self.sql(e))?;
+        let out = f(self);
+        let end = if out.is_ok() {
+            self.conn.execute_batch("RELEASE atomically")
+        } else {
+            self.conn
+                .execute_batch("ROLLBACK TO atomically; RELEASE atomically")
+        };
+        if let Err(e) = end {
+            // A failed outermost RELEASE (the commit) leaves the transaction open.
+            if top && !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(self.sql(e));
+        }
+        out
+    }
+
     fn exec_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
         self.conn.prepare_cached(sql)?.execute(params)
     }
@@ -423,7 +453,7 @@ impl Store {
     ) -> Result<Vec<bool>, StateError> {
         let path = self.path.clone();
         let err = |e| classify(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.savepoint().map_err(err)?;
         let ts = now();
         let mut out = Vec::with_capacity(items.len());
         let mut top = cursor;
@@ -614,11 +644,10 @@ impl Store {
         index: usize,
         row_id: Option<i64>,
     ) -> Result<bool, StateError> {
-        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
-        self.chunk_sent(account, guid, index, row_id)?;
-        let moved = self.mark(account, guid, JournalStatus::Answered, None)?;
-        tx.commit().map_err(|e| self.sql(e))?;
-        Ok(moved)
+        self.atomically(|s| {
+            s.chunk_sent(account, guid, index, row_id)?;
+            s.mark(account, guid, JournalStatus::Answered, None)
+        })
     }
 
     /// Outgoing row ids already attributed to replies in a chat (acknowledged sends and
@@ -736,6 +765,35 @@ impl Store {
 }
 
 impl StateError {
+    /// The store could not run a call at all (its thread is gone, its transaction was lost).
+    pub(crate) fn stopped(why: &str) -> StateError {
+        StateError::Sql {
+            path: PathBuf::new(),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                Some(why.to_string()),
+            ),
+        }
+    }
+
+    /// The same error again, for every call of a transaction that failed as a whole.
+    pub(crate) fn duplicate(&self) -> StateError {
+        match self {
+            StateError::Sql {
+                path,
+                source: rusqlite::Error::SqliteFailure(f, m),
+            } => StateError::Sql {
+                path: path.clone(),
+                source: rusqlite::Error::SqliteFailure(*f, m.clone()),
+            },
+            StateError::Corrupt { path, detail } => StateError::Corrupt {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
+            other => StateError::stopped(&other.to_string()),
+        }
+    }
+
     /// Another process holds a lock on the database right now: wait and retry.
     pub fn is_busy(&self) -> bool {
         use rusqlite::ErrorCode;

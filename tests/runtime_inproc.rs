@@ -229,7 +229,9 @@ async fn a_gateway_killed_mid_reply_sends_only_the_missing_chunks_after_a_restar
             .entries_with("default", JournalStatus::Answering)
             .unwrap();
         assert_eq!(answering.len(), 1, "{level:?}: caught mid-reply");
-        assert_eq!(answering[0].sent, 1, "only chunk 1 was acknowledged");
+        // Acknowledgements are not waited for, so chunk 1's may not have landed either;
+        // the history check after the restart settles whatever is missing.
+        assert!(answering[0].sent <= 1, "chunk 2 was never acknowledged");
         let gw = Gw::start(cfg(), &imsg);
         until("the last chunk", Duration::from_secs(60), || {
             replies_in(&imsg, 5).len() >= 3

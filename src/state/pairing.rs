@@ -115,7 +115,7 @@ fn to_approval(r: &rusqlite::Row<'_>) -> rusqlite::Result<Approval> {
 }
 
 fn upsert_on(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     account: &str,
     sender: &str,
     chat_id: Option<i64>,
@@ -223,7 +223,7 @@ impl Store {
     ) -> Result<Upsert, StateError> {
         let path = self.path.clone();
         let err = |e| classify(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.savepoint().map_err(err)?;
         let out = upsert_on(&tx, account, sender, chat_id, now_ms, new_code).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(out)
@@ -248,7 +248,7 @@ impl Store {
     ) -> Result<Option<(Upsert, PairJournal)>, StateError> {
         let path = self.path.clone();
         let err = |e| classify(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.savepoint().map_err(err)?;
         let known: bool = tx
             .query_row(
                 "SELECT EXISTS(SELECT 1 FROM journal WHERE account = ?1 AND guid = ?2)",
@@ -351,13 +351,15 @@ impl Store {
     /// Approves the live request with this code: the sender's DMs are answered from their
     /// next message on.
     pub fn pairing_approve(&mut self, typed: &str, now_ms: i64) -> Result<Approval, PairingError> {
+        // The code is looked up and used in one write transaction: nothing (expiry, a
+        // concurrent reject, a new request) can come in between.
+        let tx = self.write_transaction()?;
         let r = self.live_request(typed, now_ms)?;
         let path = self.path.clone();
         let err = |e| classify(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
-            "DELETE FROM pairing WHERE account = ?1 AND sender = ?2",
-            params![r.account, r.sender],
+            "DELETE FROM pairing WHERE account = ?1 AND sender = ?2 AND code = ?3",
+            params![r.account, r.sender, r.code],
         )
         .map_err(err)?;
         tx.execute(
@@ -377,6 +379,13 @@ impl Store {
         })
     }
 
+    /// A write transaction taken at once (`BEGIN IMMEDIATE`), for the CLI's read-then-write
+    /// commands: a deferred one could read a request and then lose the race to write it.
+    fn write_transaction(&self) -> Result<rusqlite::Transaction<'_>, StateError> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.sql(e))
+    }
+
     /// Rejects the live request with this code: its sender gets nothing until the request
     /// would have expired; a message after that starts a new request.
     pub fn pairing_reject(
@@ -384,13 +393,14 @@ impl Store {
         typed: &str,
         now_ms: i64,
     ) -> Result<PairingRequest, PairingError> {
+        let tx = self.write_transaction()?;
         let mut r = self.live_request(typed, now_ms)?;
-        self.conn
-            .execute(
-                "UPDATE pairing SET status = 'rejected' WHERE account = ?1 AND sender = ?2",
-                params![r.account, r.sender],
-            )
-            .map_err(|e| self.sql(e))?;
+        tx.execute(
+            "UPDATE pairing SET status = 'rejected' WHERE account = ?1 AND sender = ?2 AND code = ?3",
+            params![r.account, r.sender, r.code],
+        )
+        .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
         r.status = "rejected".into();
         Ok(r)
     }
@@ -469,7 +479,7 @@ impl Store {
     ) -> Result<Vec<(String, String, Option<i64>)>, StateError> {
         let path = self.path.clone();
         let err = |e| classify(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.savepoint().map_err(err)?;
         let queued: Vec<(i64, String)> = {
             let mut stmt = tx
                 .prepare_cached(
