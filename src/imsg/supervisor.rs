@@ -21,10 +21,11 @@ use tokio::time::Instant;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::client::{Client, Notification, RpcError};
+use super::client::{Client, Notification};
 use super::connector::{Connector, Link};
 use super::process::SpawnError;
 use super::protocol::{negotiate, Negotiated, Protocol};
+use super::unreadable::{self, row_level};
 
 /// Timings and knobs; the defaults are the production figures, tests shrink them.
 #[derive(Debug, Clone)]
@@ -208,10 +209,6 @@ struct Session<'a> {
     restart: Arc<Notify>,
     epoch: u64,
 }
-
-/// How many steps the search for an unreadable row may take before giving up on it (each
-/// is one `messages.after`; 2×40 covers any rowid gap).
-const NARROW_MAX_STEPS: u32 = 80;
 
 impl Session<'_> {
     fn label(&self) -> &str {
@@ -426,16 +423,6 @@ impl Session<'_> {
         Ok(sub)
     }
 
-    async fn page(&self, client: &Client, since: i64, limit: u32) -> Result<Value, RpcError> {
-        client
-            .request(
-                "messages.after",
-                json!({"since_rowid": since, "limit": limit,
-                       "attachments": self.opts.attachments, "include_reactions": true}),
-            )
-            .await
-    }
-
     async fn catch_up(&mut self, client: &Client, from: i64) -> Result<i64, String> {
         let mut since = from;
         let mut total = 0usize;
@@ -443,7 +430,9 @@ impl Session<'_> {
         let mut single = false;
         loop {
             let limit = if single { 1 } else { self.opts.catchup_page };
-            let page = match self.page(client, since, limit).await {
+            let page = match unreadable::messages_after(client, since, limit, self.opts.attachments)
+                .await
+            {
                 Ok(p) => p,
                 Err(e) if row_level(&e) => {
                     if !single {
@@ -452,7 +441,8 @@ impl Session<'_> {
                         single = true;
                         continue;
                     }
-                    let bad = self.narrow(client, since).await?;
+                    let bad =
+                        unreadable::narrow_after(client, since, self.opts.attachments).await?;
                     tracing::error!(account = %self.label(), rowid = bad,
                         "SKIPPING rowid {bad}: imsg cannot read it ({e}); it will not be answered");
                     let _ = self.events.send(SupervisorEvent::Unreadable {
@@ -510,43 +500,6 @@ impl Session<'_> {
         Ok(since)
     }
 
-    /// `messages.after {since_rowid: since, limit: 1}` fails: the first row after `since` is
-    /// unreadable, but rowids have gaps, so find it: the smallest `x` whose one-row page reads
-    /// (or is empty) while `x - 1`'s fails is that row. Exponential steps, then bisection.
-    async fn narrow(&self, client: &Client, since: i64) -> Result<i64, String> {
-        let fails = |x: i64| async move {
-            match self.page(client, x, 1).await {
-                Ok(_) => Ok(false),
-                Err(e) if row_level(&e) => Ok(true),
-                Err(e) => Err(format!("messages.after failed: {e}")),
-            }
-        };
-        let mut lo = since; // fails
-        let mut step = 1i64;
-        let mut hi = since + 1;
-        let mut steps = 0;
-        while fails(hi).await? {
-            steps += 1;
-            if steps > NARROW_MAX_STEPS / 2 {
-                return Err(format!(
-                    "imsg cannot read the rows after rowid {since} and no readable row was found"
-                ));
-            }
-            lo = hi;
-            step = step.saturating_mul(2);
-            hi = lo.saturating_add(step);
-        }
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if fails(mid).await? {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(hi)
-    }
-
     /// Returns a new subscription id when the stream had to be restarted.
     async fn on_notification(
         &mut self,
@@ -600,19 +553,6 @@ impl Session<'_> {
                 Ok(None)
             }
         }
-    }
-}
-
-/// A failure of one read that another read may not share (a row imsg cannot decode), as
-/// opposed to the connection or the database being down, or imsg being busy.
-fn row_level(e: &RpcError) -> bool {
-    use super::client::{DATABASE_UNAVAILABLE, MUTATION_LANE_BLOCKED};
-    match e {
-        RpcError::Remote { code, .. } => !matches!(
-            *code,
-            DATABASE_UNAVAILABLE | MUTATION_LANE_BLOCKED | -32000 | -32601
-        ),
-        _ => false,
     }
 }
 
