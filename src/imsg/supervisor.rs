@@ -10,8 +10,10 @@
 //!
 //! Two things are never left to chance: with no cursor yet, the tail rowid is established and
 //! reported ([`SupervisorEvent::Position`]) before subscribing, so a restart replays what
-//! arrived meanwhile; and a row imsg keeps failing to read is narrowed down, reported
-//! ([`SupervisorEvent::Unreadable`]) and stepped over, so one bad row never wedges an account.
+//! arrived meanwhile; and a row imsg keeps failing to read is found (`unreadable`: by
+//! `messages.after` on v1), the readable rows its failing
+//! reads hid are read back from history, and it is reported ([`SupervisorEvent::Unreadable`])
+//! and stepped over, so one bad row never wedges an account.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -443,14 +445,7 @@ impl Session<'_> {
                     }
                     let bad =
                         unreadable::narrow_after(client, since, self.opts.attachments).await?;
-                    tracing::error!(account = %self.label(), rowid = bad,
-                        "SKIPPING rowid {bad}: imsg cannot read it ({e}); it will not be answered");
-                    let _ = self.events.send(SupervisorEvent::Unreadable {
-                        rowid: bad,
-                        error: e.to_string(),
-                    });
-                    self.advance(bad);
-                    let _ = self.events.send(SupervisorEvent::Position(bad));
+                    self.step_over(client, since, bad, &e.to_string()).await?;
                     since = bad;
                     continue;
                 }
@@ -498,6 +493,43 @@ impl Session<'_> {
             tracing::info!(account = %self.label(), "caught up {total} message(s) after rowid {from}");
         }
         Ok(since)
+    }
+
+    /// `bad` cannot be read, and the reads that failed on it also hid the row between
+    /// `since` and it (the row `messages.after` scanned it with to tell `has_more`). Hands
+    /// that over, read back from history, then reports `bad` and moves past it.
+    async fn step_over(
+        &mut self,
+        client: &Client,
+        since: i64,
+        bad: i64,
+        error: &str,
+    ) -> Result<(), String> {
+        let hidden = unreadable::read_back(
+            client,
+            self.label(),
+            since,
+            bad,
+            self.opts.attachments,
+            self.opts.catchup_page,
+        )
+        .await?;
+        if !hidden.is_empty() {
+            tracing::info!(account = %self.label(),
+                "read back {} message(s) between rowid {since} and {bad} from messages.history: the reads that failed on rowid {bad} held them", hidden.len());
+        }
+        for m in hidden {
+            let _ = self.events.send(SupervisorEvent::Message(m));
+        }
+        tracing::error!(account = %self.label(), rowid = bad,
+            "SKIPPING rowid {bad}: imsg cannot read it ({error}); it will not be answered");
+        let _ = self.events.send(SupervisorEvent::Unreadable {
+            rowid: bad,
+            error: error.to_string(),
+        });
+        self.advance(bad);
+        let _ = self.events.send(SupervisorEvent::Position(bad));
+        Ok(())
     }
 
     /// Returns a new subscription id when the stream had to be restarted.

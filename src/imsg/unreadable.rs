@@ -1,17 +1,26 @@
-//! Rows imsg cannot read: finding one, so it can be stepped over.
+//! Rows imsg cannot read: finding one, and what it hides, so it can be stepped over.
 //!
 //! On protocol v1 a failing `messages.after` page is narrowed down one row at a time
-//! ([`narrow_after`]) with the [`Edge`] search; the supervisor decides what to report and
-//! where to resume.
+//! ([`narrow_after`]). The reads that fail on a bad row also fail for the row before it:
+//! `messages.after` scans `limit + 1` rows to tell `has_more`, and no read by rowid reaches
+//! that row. [`read_back`] reads it from `messages.history`, chat by chat, stepping over a bad
+//! row there by date (history has no rowid bounds). Every search here is the same [`Edge`]
+//! search; the supervisor decides what to report and where to resume.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde_json::{json, Value};
 
 use super::client::{Client, RpcError};
 
-/// How many doublings a search may take before giving up: 2^40 covers any rowid gap.
+/// How many doublings a search may take before giving up: 2^40 covers any rowid gap, and
+/// in milliseconds (the date search) about 35 years.
 const MAX_DOUBLINGS: u32 = 40;
+/// The most recently active chats read back from.
+const READ_BACK_CHATS: u32 = 100;
+/// Pages of history per chat at most, so a read-back always ends.
+const READ_BACK_PAGES: u32 = 500;
 
 /// A failure of one read that another read may not share (a row imsg cannot decode), as
 /// opposed to the connection or the database being down, or imsg being busy.
@@ -54,6 +63,14 @@ impl Edge {
             hi: None,
             step: 1,
             doublings: 0,
+        }
+    }
+
+    /// The property holds at `lo` and not at `hi`.
+    pub(super) fn between(lo: i64, hi: i64) -> Edge {
+        Edge {
+            hi: Some(hi),
+            ..Edge::above(lo)
         }
     }
 
@@ -133,6 +150,226 @@ pub(super) async fn narrow_after(
     })
 }
 
+/// Milliseconds since the epoch of a message's `created_at`.
+fn created_ms(m: &Value) -> Option<i64> {
+    let s = m.get("created_at")?.as_str()?;
+    Some(
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()?
+            .timestamp_millis(),
+    )
+}
+
+fn iso_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+fn rowid(m: &Value) -> Option<i64> {
+    m.get("id").and_then(Value::as_i64)
+}
+
+/// One chat's history, read newest first, for the read-back.
+struct History<'a> {
+    client: &'a Client,
+    label: &'a str,
+    chat: i64,
+    attachments: bool,
+    page: u32,
+}
+
+impl History<'_> {
+    /// The newest `limit` rows dated before `end` (ms, exclusive).
+    async fn rows(&self, limit: u32, end: Option<i64>) -> Result<Vec<Value>, RpcError> {
+        let mut params =
+            json!({"chat_id": self.chat, "limit": limit, "attachments": self.attachments});
+        if let Some(end) = end {
+            params["end"] = json!(iso_ms(end));
+        }
+        let page = self.client.request("messages.history", params).await?;
+        Ok(page
+            .get("messages")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Whether the newest `limit` rows before `end` read; errors that are not about a row
+    /// end the read-back.
+    async fn reads(&self, limit: u32, end: Option<i64>) -> Result<bool, String> {
+        match self.rows(limit, end).await {
+            Ok(_) => Ok(true),
+            Err(e) if row_level(&e) => Ok(false),
+            Err(e) => Err(format!("messages.history failed: {e}")),
+        }
+    }
+
+    /// The newest rows before `end` up to the first unreadable one, and an `end` that leaves
+    /// that row out: the latest millisecond at which the next older row reads. `newest` is
+    /// the chat's last activity, for when the bad row is the newest row.
+    async fn around_bad_row(
+        &self,
+        end: Option<i64>,
+        newest: Option<i64>,
+    ) -> Result<(Vec<Value>, i64), String> {
+        let limit = self.page as i64;
+        let first_bad = Edge::between(0, limit)
+            .find(|k| async move { self.reads(k as u32, end).await })
+            .await?
+            .unwrap_or(limit);
+        let readable = match first_bad - 1 {
+            0 => Vec::new(),
+            k => self
+                .rows(k as u32, end)
+                .await
+                .map_err(|e| format!("messages.history failed: {e}"))?,
+        };
+        let Some(anchor) = readable
+            .iter()
+            .filter_map(created_ms)
+            .min()
+            .or(end)
+            .or(newest.map(|n| n + 1))
+        else {
+            return Err(format!(
+                "chat {} has an unreadable row and no date to read past it from",
+                self.chat
+            ));
+        };
+        let reads_before = |t: i64| async move { self.reads(1, Some(t)).await };
+        if reads_before(anchor).await? {
+            // The bad row shares the millisecond of the oldest readable one.
+            return Ok((readable, anchor));
+        }
+        let back = Edge::above(0)
+            .find(|off| async move { Ok(!reads_before(anchor - off).await?) })
+            .await?
+            .ok_or_else(|| {
+                format!(
+                    "chat {}: no readable row found before an unreadable one",
+                    self.chat
+                )
+            })?;
+        let past = anchor - back;
+        tracing::warn!(account = %self.label, chat_id = self.chat,
+            "messages.history cannot read a row of chat {} dated between {} and {}; reading on before it",
+            self.chat, iso_ms(past), iso_ms(anchor));
+        Ok((readable, past))
+    }
+
+    /// Collects this chat's rows with `since < id < bad` into `found`. Returns whether the
+    /// chat has rows after `since` at all (chats come newest first: one that has none ends
+    /// the read-back).
+    async fn read_back(
+        &self,
+        since: i64,
+        bad: i64,
+        newest: Option<i64>,
+        found: &mut BTreeMap<i64, Value>,
+    ) -> Result<bool, String> {
+        let mut end: Option<i64> = None;
+        let mut any_after = false;
+        for _ in 0..READ_BACK_PAGES {
+            let (rows, stepped) = match self.rows(self.page, end).await {
+                Ok(rows) => (rows, None),
+                Err(e) if row_level(&e) => {
+                    // A bad row of this chat: its rowid is unknown, but it is newer than
+                    // what follows, so it may be one of the rows after `since`.
+                    any_after = true;
+                    let (rows, past) = self.around_bad_row(end, newest).await?;
+                    (rows, Some(past))
+                }
+                Err(e) => return Err(format!("messages.history failed: {e}")),
+            };
+            let full = rows.len() as u32 >= self.page;
+            let mut reached_since = false;
+            for m in &rows {
+                match rowid(m) {
+                    Some(id) if id <= since => reached_since = true,
+                    Some(id) => {
+                        any_after = true;
+                        if id < bad {
+                            found.entry(id).or_insert_with(|| m.clone());
+                        }
+                    }
+                    None => {}
+                }
+            }
+            if reached_since {
+                return Ok(any_after);
+            }
+            end = match stepped {
+                Some(past) => Some(past),
+                None if !full => return Ok(any_after),
+                None => {
+                    let Some(oldest) = rows.iter().filter_map(created_ms).min() else {
+                        return Ok(any_after);
+                    };
+                    // `end` is exclusive: one millisecond more keeps the rows that share the
+                    // oldest one's; a page all in one millisecond moves past it.
+                    Some(if end == Some(oldest + 1) {
+                        oldest
+                    } else {
+                        oldest + 1
+                    })
+                }
+            };
+        }
+        tracing::warn!(account = %self.label, chat_id = self.chat,
+            "read back {READ_BACK_PAGES} pages of chat {} without reaching rowid {since}; stopping there", self.chat);
+        Ok(any_after)
+    }
+}
+
+/// The rows with `since < id < bad` that the reads failing on `bad` hid, read from
+/// `messages.history` of the most recently active chats, in rowid order. Tapbacks and rows
+/// without a chat are not in any history; the gateway never answers those anyway.
+pub(super) async fn read_back(
+    client: &Client,
+    label: &str,
+    since: i64,
+    bad: i64,
+    attachments: bool,
+    page: u32,
+) -> Result<Vec<Value>, String> {
+    if bad - since <= 1 {
+        return Ok(Vec::new());
+    }
+    let chats = client
+        .request("chats.list", json!({"limit": READ_BACK_CHATS}))
+        .await
+        .map_err(|e| format!("chats.list failed: {e}"))?;
+    let chats = chats
+        .get("chats")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut found = BTreeMap::new();
+    for chat in &chats {
+        let Some(chat_id) = chat.get("id").and_then(Value::as_i64) else {
+            continue;
+        };
+        let newest = chat
+            .get("last_message_at")
+            .and_then(Value::as_str)
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.timestamp_millis());
+        let history = History {
+            client,
+            label,
+            chat: chat_id,
+            attachments,
+            page,
+        };
+        if !history.read_back(since, bad, newest, &mut found).await? {
+            break;
+        }
+    }
+    Ok(found.into_values().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,7 +398,10 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_edge_is_given_up() {
+    fn a_bounded_edge_is_bisected_and_a_missing_one_given_up() {
+        assert_eq!(search(Edge::between(0, 200), |k| k < 37).0, Next::Found(37));
+        assert_eq!(search(Edge::between(0, 200), |_| true).0, Next::Found(200));
+        assert_eq!(search(Edge::between(0, 1), |_| true).0, Next::Found(1));
         assert_eq!(search(Edge::above(0), |_| true).0, Next::GaveUp);
     }
 }

@@ -6,7 +6,9 @@
 //! watch.subscribe/unsubscribe with `message`/`error` notifications, and send writing a
 //! from-me row. Faults are switched on by the test: kill the connection (like SIGKILL), die
 //! after carrying out a send but before answering, garbage lines, dropped and delayed
-//! responses, duplicate notifications, and rows imsg cannot read.
+//! responses, duplicate notifications, and rows imsg cannot read. Such a row fails whatever
+//! read touches it as fake-imsg's does: a `messages.history` page and a `messages.after` page
+//! (which scans one row more than it returns), not just the row; the watch stops at it.
 
 #![allow(dead_code)]
 
@@ -221,6 +223,20 @@ impl MemImsg {
         *s
     }
 
+    /// Row `id` was written `id` seconds after this instant, so dates order like rowids.
+    const EPOCH_MS: i64 = 1_796_126_400_000; // 2026-12-01T12:00:00Z
+
+    fn created_ms(id: i64) -> i64 {
+        Self::EPOCH_MS + id * 1000
+    }
+
+    fn created_at(id: i64) -> String {
+        chrono::DateTime::from_timestamp_millis(Self::created_ms(id))
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    }
+
     fn message_json(&self, r: &Row) -> Value {
         let group = self
             .inner
@@ -244,7 +260,7 @@ impl MemImsg {
         json!({
             "id": r.id, "chat_id": r.chat_id, "guid": r.guid, "sender": r.sender,
             "is_from_me": r.is_from_me, "text": r.text,
-            "created_at": "2026-12-01T12:00:00.000Z", "attachments": [], "reactions": [],
+            "created_at": Self::created_at(r.id), "attachments": [], "reactions": [],
             "chat_identifier": identifier, "chat_guid": guid, "is_group": group,
             "participants": if group { json!([r.sender]) } else { json!([identifier]) },
         })
@@ -257,10 +273,11 @@ impl MemImsg {
             let rows: Vec<Row> = w.rows[start..].iter().take(limit + 1).cloned().collect();
             (rows, w.unreadable.clone())
         };
-        let page: Vec<Row> = rows.iter().take(limit).cloned().collect();
-        if page.iter().any(|r| bad.contains(&r.id)) {
+        // imsg scans `limit + 1` rows to tell `has_more`: a bad one among them fails the page.
+        if rows.iter().any(|r| bad.contains(&r.id)) {
             return Err(());
         }
+        let page: Vec<Row> = rows.iter().take(limit).cloned().collect();
         let next = page.last().map_or(since, |r| r.id);
         Ok((
             page.iter().map(|r| self.message_json(r)).collect(),
@@ -335,20 +352,42 @@ impl MemImsg {
                 }
                 "messages.history" => {
                     let chat = p["chat_id"].as_i64().unwrap_or(0);
-                    let limit = p["limit"].as_u64().unwrap_or(50) as usize;
-                    let rows: Vec<Row> = {
-                        let w = self.inner.world.lock().unwrap();
-                        w.rows
-                            .iter()
-                            .rev()
-                            .filter(|r| r.chat_id == chat)
-                            .take(limit)
-                            .cloned()
-                            .collect()
+                    let limit = p["limit"].as_u64().unwrap_or(50).max(1) as usize;
+                    let date = |k: &str| {
+                        p[k].as_str().map(|s| {
+                            chrono::DateTime::parse_from_rfc3339(s)
+                                .map(|d| d.timestamp_millis())
+                                .map_err(|_| s.to_string())
+                        })
                     };
-                    Ok(
-                        json!({"messages": rows.iter().map(|r| self.message_json(r)).collect::<Vec<_>>()}),
-                    )
+                    match (date("start").transpose(), date("end").transpose()) {
+                        (Ok(start), Ok(end)) => {
+                            let (rows, bad): (Vec<Row>, bool) = {
+                                let w = self.inner.world.lock().unwrap();
+                                let rows: Vec<Row> = w
+                                    .rows
+                                    .iter()
+                                    .rev()
+                                    .filter(|r| r.chat_id == chat)
+                                    .filter(|r| start.is_none_or(|s| Self::created_ms(r.id) >= s))
+                                    .filter(|r| end.is_none_or(|e| Self::created_ms(r.id) < e))
+                                    .take(limit)
+                                    .cloned()
+                                    .collect();
+                                let bad = rows.iter().any(|r| w.unreadable.contains(&r.id));
+                                (rows, bad)
+                            };
+                            if bad {
+                                Err(unreadable_error())
+                            } else {
+                                Ok(
+                                    json!({"messages": rows.iter().map(|r| self.message_json(r)).collect::<Vec<_>>()}),
+                                )
+                            }
+                        }
+                        (Err(s), _) | (_, Err(s)) => Err(json!({"code": -32603,
+                            "message": "Internal error", "data": format!("Invalid ISO8601 date: {s}")})),
+                    }
                 }
                 "messages.after" if v1 => {
                     let since = p["since_rowid"].as_i64().unwrap_or(0).max(0);
@@ -357,8 +396,7 @@ impl MemImsg {
                         Ok((m, next, more)) => {
                             Ok(json!({"messages": m, "next_rowid": next, "has_more": more}))
                         }
-                        Err(()) => Err(json!({"code": -32603, "message": "Internal error",
-                            "data": "stream did not contain valid UTF-8"})),
+                        Err(()) => Err(unreadable_error()),
                     }
                 }
                 "watch.subscribe" => {
@@ -464,7 +502,7 @@ impl MemImsg {
             for r in rows {
                 if bad.contains(&r.id) {
                     let line = json!({"jsonrpc": "2.0", "method": "error", "params": {
-                        "subscription": sub, "error": {"message": "stream did not contain valid UTF-8"}}});
+                        "subscription": sub, "error": {"message": unreadable_error()["data"]}}});
                     write(&out, &line.to_string()).await;
                     return;
                 }
@@ -480,6 +518,12 @@ impl MemImsg {
             changed.await;
         }
     }
+}
+
+/// What fake-imsg answers for a row whose text is not UTF-8.
+fn unreadable_error() -> Value {
+    json!({"code": -32603, "message": "Internal error",
+           "data": "Conversion error from type Text at index: 5, invalid utf-8 sequence of 1 bytes from index 0"})
 }
 
 async fn write(out: &Arc<tokio::sync::Mutex<tokio::io::DuplexStream>>, line: &str) {
