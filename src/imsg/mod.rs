@@ -2,7 +2,7 @@
 //! protocol negotiation and key sets (`protocol`), the child process (`process`), the seam
 //! that opens a connection (`connector`: a process, or an in-memory imsg in tests) and the
 //! supervision with restart, catch-up and re-subscription (`supervisor`), and finding the rows
-//! imsg cannot read (`unreadable`). Nothing here reads or writes the state
+//! imsg cannot read on either protocol (`unreadable`). Nothing here reads or writes the state
 //! store: the durable cursor comes in on a watch channel.
 
 pub mod client;

@@ -11,7 +11,7 @@
 //! Two things are never left to chance: with no cursor yet, the tail rowid is established and
 //! reported ([`SupervisorEvent::Position`]) before subscribing, so a restart replays what
 //! arrived meanwhile; and a row imsg keeps failing to read is found (`unreadable`: by
-//! `messages.after` on v1), the readable rows its failing
+//! `messages.after` on v1, by `since_rowid` probes on legacy), the readable rows its failing
 //! reads hid are read back from history, and it is reported ([`SupervisorEvent::Unreadable`])
 //! and stepped over, so one bad row never wedges an account.
 
@@ -289,7 +289,12 @@ impl Session<'_> {
                     let Some(note) = note else {
                         return Outcome::Failed("imsg rpc stdout closed".into());
                     };
-                    match self.on_notification(client, protocol, subscription, note).await {
+                    // Stepping over a bad row can take a while (legacy probes): shutdown wins.
+                    let handled = tokio::select! {
+                        r = self.on_notification(client, notes, protocol, subscription, note) => r,
+                        _ = wait_shutdown(shutdown) => return Outcome::Shutdown,
+                    };
+                    match handled {
                         Ok(Some(new_sub)) => subscription = new_sub,
                         Ok(None) => {}
                         Err(reason) => return Outcome::Failed(reason),
@@ -495,9 +500,37 @@ impl Session<'_> {
         Ok(since)
     }
 
-    /// `bad` cannot be read, and the reads that failed on it also hid the row between
-    /// `since` and it (the row `messages.after` scanned it with to tell `has_more`). Hands
-    /// that over, read back from history, then reports `bad` and moves past it.
+    /// Legacy: the watch failed. Its batch fails again on every re-subscription from the same
+    /// rowid, so unless the database was only busy, the bad row is pinned down and stepped
+    /// over; re-subscribing then starts after it.
+    async fn step_over_legacy(
+        &mut self,
+        client: &Client,
+        notes: &mut mpsc::UnboundedReceiver<Notification>,
+        error: &str,
+    ) -> Result<(), String> {
+        let Some(since) = self.resume_point() else {
+            // Watching from the tail with nothing handed out: re-subscribing at the new tail
+            // is past the row already.
+            return Ok(());
+        };
+        if unreadable::looks_transient(error) {
+            tokio::time::sleep(self.opts.backoff_initial).await;
+            return Ok(());
+        }
+        tracing::warn!(account = %self.label(),
+            "the watch fails from rowid {since} ({error}); finding the row imsg cannot read with since_rowid probes");
+        let Some(bad) = unreadable::pin_down_legacy(client, notes, since).await? else {
+            tracing::info!(account = %self.label(), "the watch reads from rowid {since} again");
+            return Ok(());
+        };
+        self.step_over(client, since, bad, error).await
+    }
+
+    /// `bad` cannot be read, and the reads that failed on it also hid the rows between
+    /// `since` and it (legacy: the rest of its watch batch; v1: the row `messages.after`
+    /// scanned it with to tell `has_more`). Hands those over, read back from history, then
+    /// reports `bad` and moves past it.
     async fn step_over(
         &mut self,
         client: &Client,
@@ -536,6 +569,7 @@ impl Session<'_> {
     async fn on_notification(
         &mut self,
         client: &Client,
+        notes: &mut mpsc::UnboundedReceiver<Notification>,
         protocol: Protocol,
         subscription: i64,
         note: Notification,
@@ -577,6 +611,14 @@ impl Session<'_> {
                     return Ok(None);
                 }
                 tracing::warn!(account = %self.label(), "watch error: {}; re-subscribing", note.params);
+                if protocol == Protocol::Legacy {
+                    let error = note
+                        .params
+                        .pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no detail");
+                    self.step_over_legacy(client, notes, error).await?;
+                }
                 let from = self.resume_point();
                 self.resume(client, protocol, from).await.map(Some)
             }

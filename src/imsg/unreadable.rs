@@ -1,23 +1,39 @@
 //! Rows imsg cannot read: finding one, and what it hides, so it can be stepped over.
 //!
 //! On protocol v1 a failing `messages.after` page is narrowed down one row at a time
-//! ([`narrow_after`]). The reads that fail on a bad row also fail for the row before it:
-//! `messages.after` scans `limit + 1` rows to tell `has_more`, and no read by rowid reaches
-//! that row. [`read_back`] reads it from `messages.history`, chat by chat, stepping over a bad
-//! row there by date (history has no rowid bounds). Every search here is the same [`Edge`]
-//! search; the supervisor decides what to report and where to resume.
+//! ([`narrow_after`]). Legacy imsg (0.9) has no `messages.after`: its watch reads the 100
+//! rows after its cursor per poll, and a batch holding a bad row fails whole (one `error`
+//! notification), again on every re-subscription from there. [`pin_down_legacy`] finds the
+//! row with `watch.subscribe {since_rowid}` probes.
+//!
+//! On both, the reads that fail on a bad row also fail for some readable rows before it (the
+//! rest of a legacy batch; on v1 the row before it, since `messages.after` scans `limit + 1`
+//! rows to tell `has_more`), and no read by rowid reaches those. [`read_back`] reads them from
+//! `messages.history`, chat by chat, stepping over a bad row there by date (history has no
+//! rowid bounds). Every search here is the same [`Edge`] search; the supervisor decides what
+//! to report and where to resume.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
 
-use super::client::{Client, RpcError};
+use super::client::{Client, Notification, RpcError};
 
 /// How many doublings a search may take before giving up: 2^40 covers any rowid gap, and
 /// in milliseconds (the date search) about 35 years.
 const MAX_DOUBLINGS: u32 = 40;
-/// The most recently active chats read back from.
+/// How long a probe subscription may stay silent before it counts as having nothing after
+/// its rowid. imsg polls as soon as it subscribes, so a batch that reads or fails shows at
+/// once; silence only means there are no rows after it.
+const PROBE_FIRST: Duration = Duration::from_secs(2);
+/// After a probe's last notification, how long without another one ends its first batch
+/// (whose notifications come back to back; the next batch is seconds away).
+const PROBE_SETTLE: Duration = Duration::from_millis(500);
+/// The most recently active chats read back from (hidden rows are at most 99: one batch).
 const READ_BACK_CHATS: u32 = 100;
 /// Pages of history per chat at most, so a read-back always ends.
 const READ_BACK_PAGES: u32 = 500;
@@ -33,6 +49,13 @@ pub(super) fn row_level(e: &RpcError) -> bool {
         ),
         _ => false,
     }
+}
+
+/// Whether a legacy watch `error` (a bare message, no code) says the database was busy: a
+/// condition that passes, never a reason to skip a row.
+pub(super) fn looks_transient(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("locked") || m.contains("busy")
 }
 
 /// The search for the edge above `lo` where a property that holds at `lo` first stops
@@ -148,6 +171,88 @@ pub(super) async fn narrow_after(
     Edge::above(since).find(fails).await?.ok_or_else(|| {
         format!("imsg cannot read the rows after rowid {since} and no readable row was found")
     })
+}
+
+/// Legacy: the first watch batch after `since` fails. Subscribes a probe and listens to its
+/// first batch: an `error` in it is a failure, messages alone or silence are not.
+async fn probe_fails(
+    client: &Client,
+    notes: &mut UnboundedReceiver<Notification>,
+    since: i64,
+) -> Result<bool, String> {
+    // 0 would mean "at the tail" to imsg; -1 is "from the first row".
+    let params =
+        json!({"since_rowid": if since > 0 { since } else { -1 }, "include_reactions": true});
+    let result = client
+        .request("watch.subscribe", params)
+        .await
+        .map_err(|e| format!("watch.subscribe (probe) failed: {e}"))?;
+    let sub = result
+        .get("subscription")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| format!("watch.subscribe answered without a subscription id: {result}"))?;
+    let mut deadline = Instant::now() + PROBE_FIRST;
+    let verdict = loop {
+        let note = match tokio::time::timeout_at(deadline, notes.recv()).await {
+            Err(_) => break Ok(false),
+            Ok(None) => break Err("imsg rpc stdout closed".to_string()),
+            Ok(Some(n)) => n,
+        };
+        // Earlier subscriptions' leftovers are not this probe's answer.
+        if note.params.get("subscription").and_then(Value::as_i64) != Some(sub) {
+            continue;
+        }
+        match note.method.as_str() {
+            "error" => break Ok(true),
+            // imsg may emit the rows before a bad one and then fail: wait for the batch's end.
+            "message" => deadline = Instant::now() + PROBE_SETTLE,
+            _ => {}
+        }
+    };
+    let _ = client
+        .request_with_timeout(
+            "watch.unsubscribe",
+            json!({"subscription": sub}),
+            Duration::from_secs(1),
+        )
+        .await;
+    verdict
+}
+
+/// Legacy: the watch failed from `since` (the highest rowid handed out). Returns the rowid
+/// imsg cannot read, or `None` when the batch after `since` reads now (the failure passed).
+pub(super) async fn pin_down_legacy(
+    client: &Client,
+    notes: &mut UnboundedReceiver<Notification>,
+    since: i64,
+) -> Result<Option<i64>, String> {
+    if !probe_fails(client, notes, since).await? {
+        return Ok(None);
+    }
+    // The probes can share one `&mut notes` only one at a time, so the search runs here.
+    let mut edge = Edge::above(since);
+    let bad = loop {
+        match edge.next() {
+            Next::Try(x) => {
+                let fails = probe_fails(client, notes, x).await?;
+                edge.record(x, fails);
+            }
+            Next::Found(x) => break x,
+            Next::GaveUp => {
+                return Err(format!(
+                    "imsg's watch cannot read the rows after rowid {since} and no readable row was found"
+                ))
+            }
+        }
+    };
+    // A row is about to be skipped: ask both sides of the edge again, so a failure that came
+    // and went during the search is not taken for a bad row.
+    if !probe_fails(client, notes, bad - 1).await? || probe_fails(client, notes, bad).await? {
+        return Err(format!(
+            "the row imsg's watch cannot read after rowid {since} could not be pinned down: imsg answered differently when asked again"
+        ));
+    }
+    Ok(Some(bad))
 }
 
 /// Milliseconds since the epoch of a message's `created_at`.
@@ -403,5 +508,14 @@ mod tests {
         assert_eq!(search(Edge::between(0, 200), |_| true).0, Next::Found(200));
         assert_eq!(search(Edge::between(0, 1), |_| true).0, Next::Found(1));
         assert_eq!(search(Edge::above(0), |_| true).0, Next::GaveUp);
+    }
+
+    #[test]
+    fn only_busy_database_errors_count_as_passing() {
+        assert!(looks_transient("database is locked (code: 5)"));
+        assert!(looks_transient("SQLITE_BUSY"));
+        assert!(!looks_transient(
+            "Conversion error from type Text at index: 5, invalid utf-8 sequence"
+        ));
     }
 }

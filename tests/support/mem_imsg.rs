@@ -7,8 +7,9 @@
 //! from-me row. Faults are switched on by the test: kill the connection (like SIGKILL), die
 //! after carrying out a send but before answering, garbage lines, dropped and delayed
 //! responses, duplicate notifications, and rows imsg cannot read. Such a row fails whatever
-//! read touches it as fake-imsg's does: a `messages.history` page and a `messages.after` page
-//! (which scans one row more than it returns), not just the row; the watch stops at it.
+//! read touches it as fake-imsg's does: a `messages.history` page, a `messages.after` page
+//! (which scans one row more than it returns), and a whole watch batch (100 rows after the
+//! cursor on legacy, 500 on v1), not just the row.
 
 #![allow(dead_code)]
 
@@ -490,29 +491,44 @@ impl MemImsg {
         mut cursor: i64,
         out: Arc<tokio::sync::Mutex<tokio::io::DuplexStream>>,
     ) {
+        // A first poll that takes a moment, like imsg's: a client that re-subscribes in a
+        // loop then lets the paused clock run, so a test waiting on it times out, not hangs.
+        tokio::time::sleep(Duration::from_millis(1)).await;
         loop {
             let changed = self.inner.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let (rows, bad) = {
-                let w = self.inner.world.lock().unwrap();
-                let start = w.rows.partition_point(|r| r.id <= cursor);
-                (w.rows[start..].to_vec(), w.unreadable.clone())
+            let batch = match self.inner.level {
+                Level::Legacy => 100,
+                Level::V1 => 500,
             };
-            for r in rows {
-                if bad.contains(&r.id) {
+            loop {
+                let (rows, bad) = {
+                    let w = self.inner.world.lock().unwrap();
+                    let start = w.rows.partition_point(|r| r.id <= cursor);
+                    let rows: Vec<Row> = w.rows[start..].iter().take(batch).cloned().collect();
+                    let bad = rows.iter().any(|r| w.unreadable.contains(&r.id));
+                    (rows, bad)
+                };
+                if bad {
                     let line = json!({"jsonrpc": "2.0", "method": "error", "params": {
                         "subscription": sub, "error": {"message": unreadable_error()["data"]}}});
                     write(&out, &line.to_string()).await;
                     return;
                 }
-                cursor = r.id;
-                let line = json!({"jsonrpc": "2.0", "method": "message",
-                    "params": {"subscription": sub, "message": self.message_json(&r)}})
-                .to_string();
-                write(&out, &line).await;
-                if self.faults().duplicate {
+                let full = rows.len() == batch;
+                for r in rows {
+                    cursor = r.id;
+                    let line = json!({"jsonrpc": "2.0", "method": "message",
+                        "params": {"subscription": sub, "message": self.message_json(&r)}})
+                    .to_string();
                     write(&out, &line).await;
+                    if self.faults().duplicate {
+                        write(&out, &line).await;
+                    }
+                }
+                if !full {
+                    break;
                 }
             }
             changed.await;
