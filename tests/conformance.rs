@@ -5,7 +5,10 @@
 //! positional name filter, cucumber's own options), skipping `@fake-only` scenarios against a
 //! real imsg (reported as skipped, never as passed), the writers (console and JUnit), the
 //! per-scenario teardown, and the final `N passed, N failed` line CI reads.
-//! `harness` runs processes and reads the tap log; `steps` holds the phrases.
+//! `harness` runs processes and reads the tap log; `steps` holds the phrases; `support` is
+//! what the other process-level tests share (binaries, signals, stopping a child).
+
+mod support;
 
 #[path = "conformance/harness.rs"]
 mod harness;

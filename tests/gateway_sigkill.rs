@@ -157,7 +157,7 @@ fn soak(messages: usize, kills: usize, seed: u64) {
                     std::thread::sleep(Duration::from_micros(300));
                 }
             }
-            signal(&gw.0.id().to_string(), "KILL");
+            signal(gw.0.id(), "KILL");
             let _ = gw.0.wait();
             killed += 1;
             gw = s.gateway();

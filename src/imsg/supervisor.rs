@@ -10,8 +10,10 @@
 //!
 //! Two things are never left to chance: with no cursor yet, the tail rowid is established and
 //! reported ([`SupervisorEvent::Position`]) before subscribing, so a restart replays what
-//! arrived meanwhile; and a row imsg keeps failing to read is narrowed down, reported
-//! ([`SupervisorEvent::Unreadable`]) and stepped over, so one bad row never wedges an account.
+//! arrived meanwhile; and a row imsg keeps failing to read is found (`unreadable`: by
+//! `messages.after` on v1, by `since_rowid` probes on legacy), the readable rows its failing
+//! reads hid are read back from history, and it is reported ([`SupervisorEvent::Unreadable`])
+//! and stepped over, so one bad row never wedges an account.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +23,11 @@ use tokio::time::Instant;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::client::{Client, Notification, RpcError};
+use super::client::{Client, Notification};
 use super::connector::{Connector, Link};
 use super::process::SpawnError;
 use super::protocol::{negotiate, Negotiated, Protocol};
+use super::unreadable::{self, row_level};
 
 /// Timings and knobs; the defaults are the production figures, tests shrink them.
 #[derive(Debug, Clone)]
@@ -209,10 +212,6 @@ struct Session<'a> {
     epoch: u64,
 }
 
-/// How many steps the search for an unreadable row may take before giving up on it (each
-/// is one `messages.after`; 2×40 covers any rowid gap).
-const NARROW_MAX_STEPS: u32 = 80;
-
 impl Session<'_> {
     fn label(&self) -> &str {
         &self.opts.label
@@ -290,7 +289,12 @@ impl Session<'_> {
                     let Some(note) = note else {
                         return Outcome::Failed("imsg rpc stdout closed".into());
                     };
-                    match self.on_notification(client, protocol, subscription, note).await {
+                    // Stepping over a bad row can take a while (legacy probes): shutdown wins.
+                    let handled = tokio::select! {
+                        r = self.on_notification(client, notes, protocol, subscription, note) => r,
+                        _ = wait_shutdown(shutdown) => return Outcome::Shutdown,
+                    };
+                    match handled {
                         Ok(Some(new_sub)) => subscription = new_sub,
                         Ok(None) => {}
                         Err(reason) => return Outcome::Failed(reason),
@@ -426,16 +430,6 @@ impl Session<'_> {
         Ok(sub)
     }
 
-    async fn page(&self, client: &Client, since: i64, limit: u32) -> Result<Value, RpcError> {
-        client
-            .request(
-                "messages.after",
-                json!({"since_rowid": since, "limit": limit,
-                       "attachments": self.opts.attachments, "include_reactions": true}),
-            )
-            .await
-    }
-
     async fn catch_up(&mut self, client: &Client, from: i64) -> Result<i64, String> {
         let mut since = from;
         let mut total = 0usize;
@@ -443,7 +437,9 @@ impl Session<'_> {
         let mut single = false;
         loop {
             let limit = if single { 1 } else { self.opts.catchup_page };
-            let page = match self.page(client, since, limit).await {
+            let page = match unreadable::messages_after(client, since, limit, self.opts.attachments)
+                .await
+            {
                 Ok(p) => p,
                 Err(e) if row_level(&e) => {
                     if !single {
@@ -452,15 +448,9 @@ impl Session<'_> {
                         single = true;
                         continue;
                     }
-                    let bad = self.narrow(client, since).await?;
-                    tracing::error!(account = %self.label(), rowid = bad,
-                        "SKIPPING rowid {bad}: imsg cannot read it ({e}); it will not be answered");
-                    let _ = self.events.send(SupervisorEvent::Unreadable {
-                        rowid: bad,
-                        error: e.to_string(),
-                    });
-                    self.advance(bad);
-                    let _ = self.events.send(SupervisorEvent::Position(bad));
+                    let bad =
+                        unreadable::narrow_after(client, since, self.opts.attachments).await?;
+                    self.step_over(client, since, bad, &e.to_string()).await?;
                     since = bad;
                     continue;
                 }
@@ -510,47 +500,76 @@ impl Session<'_> {
         Ok(since)
     }
 
-    /// `messages.after {since_rowid: since, limit: 1}` fails: the first row after `since` is
-    /// unreadable, but rowids have gaps, so find it: the smallest `x` whose one-row page reads
-    /// (or is empty) while `x - 1`'s fails is that row. Exponential steps, then bisection.
-    async fn narrow(&self, client: &Client, since: i64) -> Result<i64, String> {
-        let fails = |x: i64| async move {
-            match self.page(client, x, 1).await {
-                Ok(_) => Ok(false),
-                Err(e) if row_level(&e) => Ok(true),
-                Err(e) => Err(format!("messages.after failed: {e}")),
-            }
+    /// Legacy: the watch failed. Its batch fails again on every re-subscription from the same
+    /// rowid, so unless the database was only busy, the bad row is pinned down and stepped
+    /// over; re-subscribing then starts after it.
+    async fn step_over_legacy(
+        &mut self,
+        client: &Client,
+        notes: &mut mpsc::UnboundedReceiver<Notification>,
+        error: &str,
+    ) -> Result<(), String> {
+        let Some(since) = self.resume_point() else {
+            // Watching from the tail with nothing handed out: re-subscribing at the new tail
+            // is past the row already.
+            return Ok(());
         };
-        let mut lo = since; // fails
-        let mut step = 1i64;
-        let mut hi = since + 1;
-        let mut steps = 0;
-        while fails(hi).await? {
-            steps += 1;
-            if steps > NARROW_MAX_STEPS / 2 {
-                return Err(format!(
-                    "imsg cannot read the rows after rowid {since} and no readable row was found"
-                ));
-            }
-            lo = hi;
-            step = step.saturating_mul(2);
-            hi = lo.saturating_add(step);
+        if unreadable::looks_transient(error) {
+            tokio::time::sleep(self.opts.backoff_initial).await;
+            return Ok(());
         }
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if fails(mid).await? {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
+        tracing::warn!(account = %self.label(),
+            "the watch fails from rowid {since} ({error}); finding the row imsg cannot read with since_rowid probes");
+        let Some(bad) = unreadable::pin_down_legacy(client, notes, since).await? else {
+            tracing::info!(account = %self.label(), "the watch reads from rowid {since} again");
+            return Ok(());
+        };
+        self.step_over(client, since, bad, error).await
+    }
+
+    /// `bad` cannot be read, and the reads that failed on it also hid the rows between
+    /// `since` and it (legacy: the rest of its watch batch; v1: the row `messages.after`
+    /// scanned it with to tell `has_more`). Hands those over, read back from history, then
+    /// reports `bad` and moves past it.
+    async fn step_over(
+        &mut self,
+        client: &Client,
+        since: i64,
+        bad: i64,
+        error: &str,
+    ) -> Result<(), String> {
+        let hidden = unreadable::read_back(
+            client,
+            self.label(),
+            since,
+            bad,
+            self.opts.attachments,
+            self.opts.catchup_page,
+        )
+        .await?;
+        if !hidden.is_empty() {
+            tracing::info!(account = %self.label(),
+                "read back {} message(s) between rowid {since} and {bad} from messages.history: the reads that failed on rowid {bad} held them", hidden.len());
         }
-        Ok(hi)
+        for m in hidden {
+            let _ = self.events.send(SupervisorEvent::Message(m));
+        }
+        tracing::error!(account = %self.label(), rowid = bad,
+            "SKIPPING rowid {bad}: imsg cannot read it ({error}); it will not be answered");
+        let _ = self.events.send(SupervisorEvent::Unreadable {
+            rowid: bad,
+            error: error.to_string(),
+        });
+        self.advance(bad);
+        let _ = self.events.send(SupervisorEvent::Position(bad));
+        Ok(())
     }
 
     /// Returns a new subscription id when the stream had to be restarted.
     async fn on_notification(
         &mut self,
         client: &Client,
+        notes: &mut mpsc::UnboundedReceiver<Notification>,
         protocol: Protocol,
         subscription: i64,
         note: Notification,
@@ -592,6 +611,14 @@ impl Session<'_> {
                     return Ok(None);
                 }
                 tracing::warn!(account = %self.label(), "watch error: {}; re-subscribing", note.params);
+                if protocol == Protocol::Legacy {
+                    let error = note
+                        .params
+                        .pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no detail");
+                    self.step_over_legacy(client, notes, error).await?;
+                }
                 let from = self.resume_point();
                 self.resume(client, protocol, from).await.map(Some)
             }
@@ -600,19 +627,6 @@ impl Session<'_> {
                 Ok(None)
             }
         }
-    }
-}
-
-/// A failure of one read that another read may not share (a row imsg cannot decode), as
-/// opposed to the connection or the database being down, or imsg being busy.
-fn row_level(e: &RpcError) -> bool {
-    use super::client::{DATABASE_UNAVAILABLE, MUTATION_LANE_BLOCKED};
-    match e {
-        RpcError::Remote { code, .. } => !matches!(
-            *code,
-            DATABASE_UNAVAILABLE | MUTATION_LANE_BLOCKED | -32000 | -32601
-        ),
-        _ => false,
     }
 }
 

@@ -1,17 +1,21 @@
 //! The conformance harness: one running gateway per scenario, behind the stdio recorder.
 //!
-//! Owns everything a step touches outside the process: the binaries under test, the
-//! scenario directory (world, state, config, wrapper script, logs), the gateway process and
-//! its shutdown, and reading the tap log back into request/response exchanges. Nothing here
-//! knows Gherkin; `steps` turns phrases into calls on this module.
+//! Owns everything a step touches outside the process: the binaries under test (fake-imsg,
+//! or a real imsg), the scenario directory (world, state, config, wrapper script, logs), the
+//! gateway process, and reading the tap log back into request/response exchanges. Building
+//! binaries, signals and stopping a child are `tests/support`'s. Nothing here knows Gherkin;
+//! `steps` turns phrases into calls on this module.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::support::{self, Gw};
 
 /// How long a step waits for something that should happen. Generous: it only guards against
 /// hangs, it never measures speed. A real imsg waits up to 8 s to verify each send (and
@@ -49,23 +53,19 @@ pub fn binaries() -> &'static Binaries {
 
 /// Locates (and if needed builds) the binaries. Called once from `main` before any scenario.
 pub fn init_binaries() -> anyhow::Result<&'static Binaries> {
-    let built = PathBuf::from(env!("CARGO_BIN_EXE_imsg-gateway"));
-    let bin_dir = built
-        .parent()
-        .ok_or_else(|| anyhow::anyhow!("no directory for {}", built.display()))?
-        .to_path_buf();
     // IMSG_GATEWAY_BIN runs the suite against another build (an installed release).
-    let gateway = std::env::var_os("IMSG_GATEWAY_BIN").map_or(built, PathBuf::from);
+    let gateway =
+        std::env::var_os("IMSG_GATEWAY_BIN").map_or_else(support::gateway_bin, PathBuf::from);
     let fake_imsg = match std::env::var_os("FAKE_IMSG_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            build_fake_imsg(&bin_dir)?;
-            bin_dir.join(format!("fake-imsg{}", std::env::consts::EXE_SUFFIX))
+        Some(p) => {
+            let p = PathBuf::from(p);
+            if !p.is_file() {
+                anyhow::bail!("fake-imsg binary not found at {}", p.display());
+            }
+            p
         }
+        None => support::build_fake_imsg().map_err(anyhow::Error::msg)?,
     };
-    if !fake_imsg.is_file() {
-        anyhow::bail!("fake-imsg binary not found at {}", fake_imsg.display());
-    }
     let (imsg, real) = match std::env::var_os("IMSG_CONFORMANCE_CLI") {
         Some(p) if !p.is_empty() => (PathBuf::from(p), true),
         _ => (fake_imsg.clone(), false),
@@ -81,26 +81,6 @@ pub fn init_binaries() -> anyhow::Result<&'static Binaries> {
         real,
         agent_script,
     }))
-}
-
-/// `cargo test` builds the gateway's binary for this test but not fake-imsg's (a dev
-/// dependency only contributes its library), so build it here; up to date, this is quick.
-fn build_fake_imsg(bin_dir: &Path) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "-q", "-p", "fake-imsg", "--bin", "fake-imsg"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if bin_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    if let Some(target_dir) = bin_dir.parent() {
-        cmd.arg("--target-dir").arg(target_dir);
-    }
-    let status = cmd.status()?;
-    if !status.success() {
-        anyhow::bail!("`cargo build -p fake-imsg --bin fake-imsg` failed: {status}");
-    }
-    Ok(())
 }
 
 /// One request the gateway wrote to imsg, with imsg's answer if one came.
@@ -303,15 +283,20 @@ fn sh_quote(p: &Path) -> String {
 }
 
 /// A running `imsg-gateway run`.
-#[derive(Debug)]
 pub struct Gateway {
-    child: tokio::process::Child,
+    gw: Gw,
     pub pid: u32,
 }
 
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway").field("pid", &self.pid).finish()
+    }
+}
+
 impl Gateway {
-    /// Starts the gateway and waits until it has subscribed to the watch (`subscribes_before`
-    /// is the number of successful `watch.subscribe` already in the tap log).
+    /// Starts the gateway and waits until it has subscribed to the watch once more than the
+    /// tap log already shows.
     pub async fn start(launch: &Launch) -> anyhow::Result<Gateway> {
         let bins = binaries();
         let config = launch.write_files()?;
@@ -320,7 +305,7 @@ impl Gateway {
             .append(true)
             .open(launch.stderr_path())?;
         let before = subscriptions(&read_tap(&launch.tap_log()));
-        let mut cmd = tokio::process::Command::new(&bins.gateway);
+        let mut cmd = Command::new(&bins.gateway);
         cmd.arg("--config")
             .arg(&config)
             .arg("run")
@@ -329,8 +314,7 @@ impl Gateway {
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(stderr.try_clone()?)
-            .stderr(stderr)
-            .kill_on_drop(true);
+            .stderr(stderr);
         match &launch.protocol {
             Some(p) => cmd.env("FAKE_IMSG_PROTOCOL", p),
             None => cmd.env_remove("FAKE_IMSG_PROTOCOL"),
@@ -340,14 +324,14 @@ impl Gateway {
         } else {
             cmd.env_remove("FAKE_IMSG_FAULTS");
         }
-        let mut child = cmd.spawn()?;
-        let pid = child.id().unwrap_or(0);
+        let mut gw = Gw(cmd.spawn()?);
+        let pid = gw.0.id();
         let deadline = Instant::now() + wait();
         loop {
             if subscriptions(&read_tap(&launch.tap_log())) > before {
-                return Ok(Gateway { child, pid });
+                return Ok(Gateway { gw, pid });
             }
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = gw.0.try_wait()? {
                 anyhow::bail!(
                     "imsg-gateway exited ({status}) before subscribing to imsg's watch; its stderr:\n{}",
                     tail(&launch.stderr_path(), 60)
@@ -367,20 +351,21 @@ impl Gateway {
 
     /// SIGTERM, then up to 5 s for a clean exit, then SIGKILL. Returns the exit status text.
     pub async fn stop(mut self) -> String {
-        signal(self.pid, "TERM");
-        match tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await {
+        // Waiting is blocking; scenarios run concurrently on the runtime.
+        let ended = tokio::task::spawn_blocking(move || {
+            support::terminate(&mut self.gw.0, Duration::from_secs(5))
+        })
+        .await;
+        match ended {
             Ok(Ok(status)) => status.to_string(),
-            Ok(Err(err)) => format!("wait failed: {err}"),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                "did not exit within 5 s of SIGTERM; killed".to_string()
-            }
+            Ok(Err(e)) => e,
+            Err(e) => format!("wait failed: {e}"),
         }
     }
 
     /// Whether the gateway process is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        matches!(self.gw.0.try_wait(), Ok(None))
     }
 }
 
@@ -389,23 +374,6 @@ pub fn subscriptions(tap: &[Exchange]) -> usize {
     tap.iter()
         .filter(|e| e.method == "watch.subscribe" && e.result().is_some())
         .count()
-}
-
-/// Sends a signal by name with kill(1): the suite has no libc bindings, and kill(1) is on
-/// every Linux and macOS machine.
-pub fn signal(pid: u32, name: &str) -> bool {
-    std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Whether a process exists (kill -0).
-pub fn alive(pid: u32) -> bool {
-    signal(pid, "0")
 }
 
 /// A chat as the suite knows it: declared by a step, created in the world by its first row.

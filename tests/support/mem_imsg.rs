@@ -6,7 +6,10 @@
 //! watch.subscribe/unsubscribe with `message`/`error` notifications, and send writing a
 //! from-me row. Faults are switched on by the test: kill the connection (like SIGKILL), die
 //! after carrying out a send but before answering, garbage lines, dropped and delayed
-//! responses, duplicate notifications, and rows imsg cannot read.
+//! responses, duplicate notifications, and rows imsg cannot read. Such a row fails whatever
+//! read touches it as fake-imsg's does: a `messages.history` page, a `messages.after` page
+//! (which scans one row more than it returns), and a whole watch batch (100 rows after the
+//! cursor on legacy, 500 on v1), not just the row.
 
 #![allow(dead_code)]
 
@@ -221,6 +224,20 @@ impl MemImsg {
         *s
     }
 
+    /// Row `id` was written `id` seconds after this instant, so dates order like rowids.
+    const EPOCH_MS: i64 = 1_796_126_400_000; // 2026-12-01T12:00:00Z
+
+    fn created_ms(id: i64) -> i64 {
+        Self::EPOCH_MS + id * 1000
+    }
+
+    fn created_at(id: i64) -> String {
+        chrono::DateTime::from_timestamp_millis(Self::created_ms(id))
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    }
+
     fn message_json(&self, r: &Row) -> Value {
         let group = self
             .inner
@@ -244,7 +261,7 @@ impl MemImsg {
         json!({
             "id": r.id, "chat_id": r.chat_id, "guid": r.guid, "sender": r.sender,
             "is_from_me": r.is_from_me, "text": r.text,
-            "created_at": "2026-12-01T12:00:00.000Z", "attachments": [], "reactions": [],
+            "created_at": Self::created_at(r.id), "attachments": [], "reactions": [],
             "chat_identifier": identifier, "chat_guid": guid, "is_group": group,
             "participants": if group { json!([r.sender]) } else { json!([identifier]) },
         })
@@ -257,10 +274,11 @@ impl MemImsg {
             let rows: Vec<Row> = w.rows[start..].iter().take(limit + 1).cloned().collect();
             (rows, w.unreadable.clone())
         };
-        let page: Vec<Row> = rows.iter().take(limit).cloned().collect();
-        if page.iter().any(|r| bad.contains(&r.id)) {
+        // imsg scans `limit + 1` rows to tell `has_more`: a bad one among them fails the page.
+        if rows.iter().any(|r| bad.contains(&r.id)) {
             return Err(());
         }
+        let page: Vec<Row> = rows.iter().take(limit).cloned().collect();
         let next = page.last().map_or(since, |r| r.id);
         Ok((
             page.iter().map(|r| self.message_json(r)).collect(),
@@ -335,20 +353,42 @@ impl MemImsg {
                 }
                 "messages.history" => {
                     let chat = p["chat_id"].as_i64().unwrap_or(0);
-                    let limit = p["limit"].as_u64().unwrap_or(50) as usize;
-                    let rows: Vec<Row> = {
-                        let w = self.inner.world.lock().unwrap();
-                        w.rows
-                            .iter()
-                            .rev()
-                            .filter(|r| r.chat_id == chat)
-                            .take(limit)
-                            .cloned()
-                            .collect()
+                    let limit = p["limit"].as_u64().unwrap_or(50).max(1) as usize;
+                    let date = |k: &str| {
+                        p[k].as_str().map(|s| {
+                            chrono::DateTime::parse_from_rfc3339(s)
+                                .map(|d| d.timestamp_millis())
+                                .map_err(|_| s.to_string())
+                        })
                     };
-                    Ok(
-                        json!({"messages": rows.iter().map(|r| self.message_json(r)).collect::<Vec<_>>()}),
-                    )
+                    match (date("start").transpose(), date("end").transpose()) {
+                        (Ok(start), Ok(end)) => {
+                            let (rows, bad): (Vec<Row>, bool) = {
+                                let w = self.inner.world.lock().unwrap();
+                                let rows: Vec<Row> = w
+                                    .rows
+                                    .iter()
+                                    .rev()
+                                    .filter(|r| r.chat_id == chat)
+                                    .filter(|r| start.is_none_or(|s| Self::created_ms(r.id) >= s))
+                                    .filter(|r| end.is_none_or(|e| Self::created_ms(r.id) < e))
+                                    .take(limit)
+                                    .cloned()
+                                    .collect();
+                                let bad = rows.iter().any(|r| w.unreadable.contains(&r.id));
+                                (rows, bad)
+                            };
+                            if bad {
+                                Err(unreadable_error())
+                            } else {
+                                Ok(
+                                    json!({"messages": rows.iter().map(|r| self.message_json(r)).collect::<Vec<_>>()}),
+                                )
+                            }
+                        }
+                        (Err(s), _) | (_, Err(s)) => Err(json!({"code": -32603,
+                            "message": "Internal error", "data": format!("Invalid ISO8601 date: {s}")})),
+                    }
                 }
                 "messages.after" if v1 => {
                     let since = p["since_rowid"].as_i64().unwrap_or(0).max(0);
@@ -357,8 +397,7 @@ impl MemImsg {
                         Ok((m, next, more)) => {
                             Ok(json!({"messages": m, "next_rowid": next, "has_more": more}))
                         }
-                        Err(()) => Err(json!({"code": -32603, "message": "Internal error",
-                            "data": "stream did not contain valid UTF-8"})),
+                        Err(()) => Err(unreadable_error()),
                     }
                 }
                 "watch.subscribe" => {
@@ -452,34 +491,55 @@ impl MemImsg {
         mut cursor: i64,
         out: Arc<tokio::sync::Mutex<tokio::io::DuplexStream>>,
     ) {
+        // A first poll that takes a moment, like imsg's: a client that re-subscribes in a
+        // loop then lets the paused clock run, so a test waiting on it times out, not hangs.
+        tokio::time::sleep(Duration::from_millis(1)).await;
         loop {
             let changed = self.inner.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let (rows, bad) = {
-                let w = self.inner.world.lock().unwrap();
-                let start = w.rows.partition_point(|r| r.id <= cursor);
-                (w.rows[start..].to_vec(), w.unreadable.clone())
+            let batch = match self.inner.level {
+                Level::Legacy => 100,
+                Level::V1 => 500,
             };
-            for r in rows {
-                if bad.contains(&r.id) {
+            loop {
+                let (rows, bad) = {
+                    let w = self.inner.world.lock().unwrap();
+                    let start = w.rows.partition_point(|r| r.id <= cursor);
+                    let rows: Vec<Row> = w.rows[start..].iter().take(batch).cloned().collect();
+                    let bad = rows.iter().any(|r| w.unreadable.contains(&r.id));
+                    (rows, bad)
+                };
+                if bad {
                     let line = json!({"jsonrpc": "2.0", "method": "error", "params": {
-                        "subscription": sub, "error": {"message": "stream did not contain valid UTF-8"}}});
+                        "subscription": sub, "error": {"message": unreadable_error()["data"]}}});
                     write(&out, &line.to_string()).await;
                     return;
                 }
-                cursor = r.id;
-                let line = json!({"jsonrpc": "2.0", "method": "message",
-                    "params": {"subscription": sub, "message": self.message_json(&r)}})
-                .to_string();
-                write(&out, &line).await;
-                if self.faults().duplicate {
+                let full = rows.len() == batch;
+                for r in rows {
+                    cursor = r.id;
+                    let line = json!({"jsonrpc": "2.0", "method": "message",
+                        "params": {"subscription": sub, "message": self.message_json(&r)}})
+                    .to_string();
                     write(&out, &line).await;
+                    if self.faults().duplicate {
+                        write(&out, &line).await;
+                    }
+                }
+                if !full {
+                    break;
                 }
             }
             changed.await;
         }
     }
+}
+
+/// What fake-imsg answers for a row whose text is not UTF-8.
+fn unreadable_error() -> Value {
+    json!({"code": -32603, "message": "Internal error",
+           "data": "Conversion error from type Text at index: 5, invalid utf-8 sequence of 1 bytes from index 0"})
 }
 
 async fn write(out: &Arc<tokio::sync::Mutex<tokio::io::DuplexStream>>, line: &str) {
