@@ -306,15 +306,17 @@ struct Delivery {
     after_rowid: i64,
 }
 
+/// The commit of a reply's plan: whether it moved to `answering`.
+type Journaled =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, StateError>> + Send>>;
+
 /// A reply planned and submitted to the journal, on its way to the sending stage.
 struct Ready {
     key: String,
     delivery: Delivery,
     /// Whether the plan was journaled (`begin_answer`); `None` when it was before (a resumed
     /// or queued delivery).
-    journaled: Option<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, StateError>> + Send>>,
-    >,
+    journaled: Option<Journaled>,
 }
 
 /// A session's worker: its queue and how many jobs are queued or running.
@@ -1264,8 +1266,9 @@ impl AccountRuntime {
                 if self.chunk_sent(key, d.next, n, None).await {
                     return;
                 }
+                // Still uncertain: acknowledgements are not waited for, so the chunks after
+                // it may have gone out too; only a chunk missing from history ends the doubt.
                 d.next += 1;
-                d.uncertain = false;
                 continue;
             }
             if d.uncertain {
@@ -1284,8 +1287,9 @@ impl AccountRuntime {
                             return;
                         }
                         d.after_rowid = d.after_rowid.max(row);
+                        // The next chunk is checked too (see above); sends go out in order,
+                        // so the first chunk not in history is where sending resumes.
                         d.next += 1;
-                        d.uncertain = false;
                         continue;
                     }
                     Ok(None) => {
