@@ -13,8 +13,8 @@
 //!
 //! Never answering twice rests on the journal: a GUID is journaled before its cursor moves,
 //! final states are never reopened, and the chunks already acknowledged are never resent.
-//! The store runs on a thread of its own ([`Db`]), so SQLite never stalls the runtime, writes
-//! that arrive together are committed together, and a busy database is waited for rather
+//! The store runs off the runtime's workers ([`Db`], one drain on the blocking pool), so
+//! SQLite never stalls the runtime, writes that arrive together are committed together, and a busy database is waited for rather
 //! than fatal.
 
 use std::collections::{HashMap, HashSet};
@@ -539,8 +539,7 @@ impl AccountRuntime {
                 Ok(job) => self.dispatch(job, sessions, slot),
                 Err(why) => {
                     tracing::warn!(account = %self.id(), guid = %e.guid, "not resumed after the restart: {why}");
-                    self.finish(&e.guid, JournalStatus::Failed, Some(&why))
-                        .await;
+                    self.finish(&e.guid, JournalStatus::Failed, Some(&why));
                 }
             }
         }
@@ -975,8 +974,7 @@ impl AccountRuntime {
             let plan: Vec<Value> = match serde_json::from_str(&plan) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.final_failure(&key, &format!("the queued message is not a plan: {e}"))
-                        .await;
+                    self.final_failure(&key, &format!("the queued message is not a plan: {e}"));
                     continue;
                 }
             };
@@ -1028,7 +1026,7 @@ impl AccountRuntime {
             // while the one before them is being sent, so a session's replies wait on imsg,
             // not on the disk. Sends stay strictly in order.
             let (ready_tx, mut ready_rx) = mpsc::channel::<Ready>(SESSION_LOOKAHEAD);
-            let done = |_: ()| {
+            let done = || {
                 worker_inflight.fetch_sub(1, Ordering::SeqCst);
             };
             let plan = async {
@@ -1040,14 +1038,14 @@ impl AccountRuntime {
                                 break;
                             }
                         }
-                        None => done(()),
+                        None => done(),
                     }
                 }
             };
             let send = async {
                 while let Some(r) = ready_rx.recv().await {
                     me.send_ready(r, &mut slot).await;
-                    done(());
+                    done();
                 }
             };
             tokio::join!(plan, send);
@@ -1059,7 +1057,7 @@ impl AccountRuntime {
     /// Journals a final outcome. Not waited for: the store keeps submission order, so
     /// whatever reads the journal after this sees it, and a crash before its commit leaves
     /// the entry where a restart finishes it again.
-    async fn finish(&self, key: &str, status: JournalStatus, reason: Option<&str>) {
+    fn finish(&self, key: &str, status: JournalStatus, reason: Option<&str>) {
         let (id, key2, reason) = (
             self.id().to_string(),
             key.to_string(),
@@ -1103,7 +1101,7 @@ impl AccountRuntime {
                     &job.key,
                 )
                 .await;
-                self.ask(job.key, env, &msg, &target).await
+                self.ask(&job.key, env, &msg, &target).await
             }
         }
     }
@@ -1129,12 +1127,11 @@ impl AccountRuntime {
     /// Runs the agent and journals the plan; `None` when there is nothing to send.
     async fn ask(
         &self,
-        key: String,
+        key: &str,
         env: Envelope,
         msg: &InboundMessage,
         target: &ReplyTarget,
     ) -> Option<Ready> {
-        let key = key.as_str();
         let reply = {
             let Ok(_permit) = self.permits.acquire().await else {
                 return None;
@@ -1145,14 +1142,12 @@ impl AccountRuntime {
             Ok(Some(r)) => r,
             Ok(None) => {
                 tracing::info!(account = %self.id(), guid = %key, "not answered: the agent gave no reply");
-                self.finish(key, JournalStatus::Skipped, Some("agent gave no reply"))
-                    .await;
+                self.finish(key, JournalStatus::Skipped, Some("agent gave no reply"));
                 return None;
             }
             Err(e) => {
                 tracing::warn!(account = %self.id(), guid = %key, "not answered: {e}");
-                self.finish(key, JournalStatus::Failed, Some(&e.to_string()))
-                    .await;
+                self.finish(key, JournalStatus::Failed, Some(&e.to_string()));
                 return None;
             }
         };
@@ -1190,8 +1185,7 @@ impl AccountRuntime {
         }
         if plan.is_empty() {
             tracing::info!(account = %self.id(), guid = %key, "not answered: the reply is empty after planning");
-            self.finish(key, JournalStatus::Skipped, Some("empty reply"))
-                .await;
+            self.finish(key, JournalStatus::Skipped, Some("empty reply"));
             return None;
         }
         let text = Value::Array(plan.clone()).to_string();
@@ -1236,9 +1230,9 @@ impl AccountRuntime {
         }
     }
 
-    async fn final_failure(&self, key: &str, why: &str) {
+    fn final_failure(&self, key: &str, why: &str) {
         tracing::warn!(account = %self.id(), guid = %key, "not answered (final): {why}");
-        self.finish(key, JournalStatus::Failed, Some(why)).await;
+        self.finish(key, JournalStatus::Failed, Some(why));
     }
 
     async fn deliver(&self, key: &str, mut d: Delivery, slot: &mut ConnectionSlot) {
@@ -1263,7 +1257,7 @@ impl AccountRuntime {
                 // History cannot tell one attachment from another reliably; never twice wins.
                 tracing::warn!(account = %self.id(), guid = %key,
                     "chunk {k}/{n} (a file) may or may not have been sent before the interruption; not resent");
-                if self.chunk_sent(key, d.next, n, None).await {
+                if self.chunk_sent(key, d.next, n, None) {
                     return;
                 }
                 // Still uncertain: acknowledgements are not waited for, so the chunks after
@@ -1274,7 +1268,7 @@ impl AccountRuntime {
             if d.uncertain {
                 let Some(chat) = d.chat_id else {
                     let why = format!("chunk {k}/{n} may or may not have been delivered, and the chat has no id to check its history; not resent");
-                    return self.final_failure(key, &why).await;
+                    return self.final_failure(key, &why);
                 };
                 match self
                     .find_in_history(&conn, chat, d.after_rowid, &text)
@@ -1283,7 +1277,7 @@ impl AccountRuntime {
                     Ok(Some(row)) => {
                         tracing::info!(account = %self.id(), guid = %key,
                             "chunk {k}/{n} was delivered before the interruption (row {row} in chat {chat}); not sending it again");
-                        if self.chunk_sent(key, d.next, n, Some(row)).await {
+                        if self.chunk_sent(key, d.next, n, Some(row)) {
                             return;
                         }
                         d.after_rowid = d.after_rowid.max(row);
@@ -1303,7 +1297,7 @@ impl AccountRuntime {
                     }
                     Err(e) => {
                         let why = format!("chunk {k}/{n} may or may not have been delivered and the chat's history could not be read ({e}); not resent");
-                        return self.final_failure(key, &why).await;
+                        return self.final_failure(key, &why);
                     }
                 }
             }
@@ -1323,7 +1317,7 @@ impl AccountRuntime {
                         .lock()
                         .unwrap()
                         .record_sent(d.chat_id, &text, guid.as_deref(), now);
-                    if self.chunk_sent(key, d.next, n, row).await {
+                    if self.chunk_sent(key, d.next, n, row) {
                         return;
                     }
                     if let Some(r) = row {
@@ -1360,7 +1354,7 @@ impl AccountRuntime {
                     // the chunks after it are not at risk, so it counts as sent.
                     tracing::info!(account = %self.id(), guid = %key,
                         "chunk {k}/{n} (a file) was handed to Messages but imsg cannot verify it ({e}); counted as sent, not retried");
-                    if self.chunk_sent(key, d.next, n, None).await {
+                    if self.chunk_sent(key, d.next, n, None) {
                         return;
                     }
                     d.next += 1;
@@ -1371,7 +1365,7 @@ impl AccountRuntime {
                         conn.request_restart();
                     }
                     let why = format!("send of chunk {k}/{n} failed: {e} (delivery outcome unknown; not retried, so it is never sent twice)");
-                    return self.final_failure(key, &why).await;
+                    return self.final_failure(key, &why);
                 }
                 Err(e) if retryable(&e) => {
                     tracing::warn!(account = %self.id(), guid = %key,
@@ -1385,14 +1379,14 @@ impl AccountRuntime {
                 }
                 Err(e) => {
                     let why = format!("imsg refused chunk {k}/{n}: {e}");
-                    return self.final_failure(key, &why).await;
+                    return self.final_failure(key, &why);
                 }
             }
         }
         // Only reached when every chunk was journaled before this delivery began (a restart
         // after the last acknowledgement): the last chunk's own commit did the rest otherwise.
         tracing::info!(account = %self.id(), guid = %key, "answered in {n} chunk(s)");
-        self.finish(key, JournalStatus::Answered, None).await;
+        self.finish(key, JournalStatus::Answered, None);
     }
 
     /// Journals chunk `index` of `n` as delivered; the last one also marks the reply
@@ -1400,7 +1394,7 @@ impl AccountRuntime {
     ///
     /// Not waited for: a crash before its commit leaves the chunk "maybe sent", which the
     /// history check settles, so the next reply need not wait for the disk.
-    async fn chunk_sent(&self, key: &str, index: usize, n: usize, row: Option<i64>) -> bool {
+    fn chunk_sent(&self, key: &str, index: usize, n: usize, row: Option<i64>) -> bool {
         let (id, key2) = (self.id().to_string(), key.to_string());
         let last = index + 1 == n;
         self.db.detach(

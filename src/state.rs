@@ -340,7 +340,6 @@ impl Store {
         &self.path
     }
 
-    /// A statement on the hot path, parsed once per connection.
     /// Runs `f` all or nothing: a transaction of its own, or a savepoint inside the store
     /// thread's batch (a transaction cannot nest; a savepoint can).
     fn atomically<T>(
@@ -368,6 +367,7 @@ impl Store {
         out
     }
 
+    /// A statement on the hot path, parsed once per connection.
     fn exec_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
         self.conn.prepare_cached(sql)?.execute(params)
     }
@@ -453,7 +453,8 @@ impl Store {
     ) -> Result<Vec<bool>, StateError> {
         let path = self.path.clone();
         let err = |e| classify(&path, e);
-        let tx = self.conn.savepoint().map_err(err)?;
+        self.atomically(|s| {
+        let tx = &s.conn;
         let ts = now();
         let mut out = Vec::with_capacity(items.len());
         let mut top = cursor;
@@ -490,10 +491,10 @@ impl Store {
             }
         }
         if let Some(rowid) = top {
-            set_cursor_on(&tx, account, rowid).map_err(err)?;
+            set_cursor_on(tx, account, rowid).map_err(err)?;
         }
-        tx.commit().map_err(err)?;
-        Ok(out)
+                Ok(out)
+        })
     }
 
     /// Which of these GUIDs are journaled already (one read for a batch).

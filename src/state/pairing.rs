@@ -223,10 +223,11 @@ impl Store {
     ) -> Result<Upsert, StateError> {
         let path = self.path.clone();
         let err = |e| classify(&path, e);
-        let tx = self.conn.savepoint().map_err(err)?;
-        let out = upsert_on(&tx, account, sender, chat_id, now_ms, new_code).map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(out)
+        self.atomically(|s| {
+            let tx = &s.conn;
+            let out = upsert_on(tx, account, sender, chat_id, now_ms, new_code).map_err(err)?;
+            Ok(out)
+        })
     }
 
     /// The pairing flow for one inbound message, in one transaction: the request is upserted,
@@ -248,7 +249,8 @@ impl Store {
     ) -> Result<Option<(Upsert, PairJournal)>, StateError> {
         let path = self.path.clone();
         let err = |e| classify(&path, e);
-        let tx = self.conn.savepoint().map_err(err)?;
+        self.atomically(|s| {
+        let tx = &s.conn;
         let known: bool = tx
             .query_row(
                 "SELECT EXISTS(SELECT 1 FROM journal WHERE account = ?1 AND guid = ?2)",
@@ -259,7 +261,7 @@ impl Store {
         if known {
             return Ok(None);
         }
-        let outcome = upsert_on(&tx, account, sender, chat_id, now_ms, new_code).map_err(err)?;
+        let outcome = upsert_on(tx, account, sender, chat_id, now_ms, new_code).map_err(err)?;
         let j = journal(&outcome);
         let ts = now();
         tx.execute(
@@ -279,8 +281,8 @@ impl Store {
         }
         // The cursor is not moved here: the caller moves it past the whole batch in the
         // transaction that journals the rest of it.
-        tx.commit().map_err(err)?;
-        Ok(Some((outcome, j)))
+                Ok(Some((outcome, j)))
+        })
     }
 
     /// Live pending requests (not expired, not rejected), oldest first.
@@ -479,7 +481,8 @@ impl Store {
     ) -> Result<Vec<(String, String, Option<i64>)>, StateError> {
         let path = self.path.clone();
         let err = |e| classify(&path, e);
-        let tx = self.conn.savepoint().map_err(err)?;
+        self.atomically(|s| {
+        let tx = &s.conn;
         let queued: Vec<(i64, String)> = {
             let mut stmt = tx
                 .prepare_cached(
@@ -517,8 +520,8 @@ impl Store {
             [],
         )
         .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(out)
+                Ok(out)
+        })
     }
 }
 
