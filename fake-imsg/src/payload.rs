@@ -119,7 +119,9 @@ pub fn message_json(
     let chat = match chat {
         Some(c) => Some(c),
         None => {
-            looked_up = m.chat_id.and_then(|id| world.chat(id).ok().flatten());
+            looked_up = m
+                .chat_id
+                .and_then(|id| world.chat_uncounted(id).ok().flatten());
             looked_up.as_ref()
         }
     };

@@ -220,7 +220,10 @@ pub fn messages_history(sh: &Shared, params: &Map<String, Value>) -> R {
 pub fn history(sh: &Shared, w: &World, level: Level, q: HistoryQuery, attachments: bool) -> R {
     let chat_id = q.chat_id;
     let rows = w.history(&q).map_err(wrap)?;
-    let chat = w.chat(chat_id).map_err(wrap)?.map(|c| sh.describe_chat(c));
+    let chat = w
+        .chat_uncounted(chat_id)
+        .map_err(wrap)?
+        .map(|c| sh.describe_chat(c));
     let opts = MessageOpts {
         attachments,
         include_reactions: true,
@@ -304,7 +307,7 @@ fn payloads(w: &World, rows: Vec<MessageRow>, opts: &MessageOpts) -> Vec<Value> 
             let cid = m.chat_id?;
             let chat = chats
                 .entry(cid)
-                .or_insert_with(|| w.chat(cid).ok().flatten());
+                .or_insert_with(|| w.chat_uncounted(cid).ok().flatten());
             Some(message_json(w, &m, chat.as_ref(), Level::V1, opts))
         })
         .collect()

@@ -536,13 +536,15 @@ impl Watcher {
     }
 
     fn payload(&mut self, row: &MessageRow, chat: i64) -> Value {
+        // A message carries no unread count, and counting walks every unread row of the chat:
+        // on a backlog that was most of a watcher's time per message.
         if self.spec.level == Level::V1 {
-            if let Ok(Some(c)) = self.world.chat(chat) {
+            if let Ok(Some(c)) = self.world.chat_uncounted(chat) {
                 self.chats.insert(chat, c);
             }
         } else if chat != 0 && !self.chats.contains_key(&chat) {
             // Legacy: the process-wide chat cache decides the chat fields.
-            if let Ok(Some(c)) = self.world.chat(chat) {
+            if let Ok(Some(c)) = self.world.chat_uncounted(chat) {
                 self.chats.insert(chat, self.sh.describe_chat(c));
             }
         }

@@ -231,7 +231,8 @@ impl World {
             .pop())
     }
 
-    /// The chat with this ROWID, without its unread count (0): for sends.
+    /// The chat with this ROWID, without its unread count (0): for sends and message
+    /// payloads, which carry no count and must not pay a walk over the chat's unread rows.
     pub fn chat_uncounted(&self, id: i64) -> Result<Option<ChatRow>> {
         Ok(self
             .query_chats_counting("WHERE c.ROWID = ?1", vec![id.into()], false)?
