@@ -44,6 +44,13 @@ const PARTICIPANTS: &str = "(SELECT json_group_array(h.id)
 
 /// Inbound unread rows of chat `c`; with `message_idx_is_read` SQLite walks only the unread
 /// rows instead of every message of the chat.
+/// The tapback rows of the message whose guid is `?1`. The part after the first '/' (the whole
+/// guid when there is none) is what `fake_imsg_message_idx_reaction_target` indexes, in the
+/// same words, so SQLite uses it; guids hold no '/', so first and last '/' are the same.
+const REACTIONS_OF: &str =
+    "WHERE substr(m.associated_message_guid, instr(m.associated_message_guid, '/') + 1) = ?1
+       AND m.associated_message_type BETWEEN 2000 AND 3006";
+
 const UNREAD_ONE: &str =
     "(SELECT COUNT(*) FROM chat_message_join j JOIN message m ON m.ROWID = j.message_id
     WHERE j.chat_id = c.ROWID AND m.is_from_me = 0 AND m.is_read = 0)";
@@ -459,9 +466,7 @@ impl World {
             return Ok(Vec::new());
         }
         let rows = self.query_messages(
-            "WHERE (m.associated_message_guid = ?1 OR m.associated_message_guid LIKE '%/' || ?1)
-               AND m.associated_message_type BETWEEN 2000 AND 3006
-             ORDER BY m.ROWID ASC",
+            &format!("{REACTIONS_OF} ORDER BY m.ROWID ASC"),
             vec![guid.to_string().into()],
         )?;
         Ok(fold_reactions(rows))
@@ -652,6 +657,27 @@ mod tests {
     }
 
     #[test]
+    fn a_messages_reactions_are_found_through_the_index_not_a_table_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = World::create(&dir.path().join("chat.db")).unwrap();
+        let plan: Vec<String> = w
+            .conn()
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT m.ROWID FROM message m {REACTIONS_OF}"
+            ))
+            .unwrap()
+            .query_map(["ABC"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("fake_imsg_message_idx_reaction_target")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
     fn opening_a_world_without_the_read_indexes_adds_them() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("chat.db");
@@ -660,7 +686,8 @@ mod tests {
             let c = rusqlite::Connection::open(&p).unwrap();
             c.execute_batch(
                 "DROP INDEX message_idx_is_read; DROP INDEX fake_imsg_contact_idx_handle_nocase;
-                 DROP INDEX chat_message_join_idx_message_id_chat_id;",
+                 DROP INDEX chat_message_join_idx_message_id_chat_id;
+                 DROP INDEX fake_imsg_message_idx_reaction_target;",
             )
             .unwrap();
         }

@@ -151,6 +151,9 @@ CREATE INDEX chat_message_join_idx_chat_date ON chat_message_join (chat_id, mess
 CREATE INDEX chat_handle_join_idx_handle_id ON chat_handle_join (handle_id);
 CREATE INDEX message_attachment_join_idx_message_id ON message_attachment_join (message_id);
 CREATE INDEX message_idx_is_read ON message (is_read, is_from_me, is_finished);
+CREATE INDEX fake_imsg_message_idx_reaction_target
+    ON message (substr(associated_message_guid, instr(associated_message_guid, '/') + 1))
+    WHERE associated_message_type BETWEEN 2000 AND 3006;
 
 CREATE TABLE fake_imsg_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE fake_imsg_contact (handle TEXT PRIMARY KEY, name TEXT NOT NULL);
@@ -187,6 +190,17 @@ pub const READ_INDEXES: &[ReadIndex] = &[
         columns: &["message_id", "chat_id"],
         sql: "CREATE INDEX IF NOT EXISTS chat_message_join_idx_message_id_chat_id
               ON chat_message_join (message_id, chat_id)",
+    },
+    // A message's tapbacks by the guid they target (`p:0/<guid>`, or a bare guid), as
+    // `World::reactions_for` asks for them with every payload that carries reactions: without
+    // it that is a scan of the whole message table per message.
+    ReadIndex {
+        name: "fake_imsg_message_idx_reaction_target",
+        table: "message",
+        columns: &["associated_message_guid", "associated_message_type"],
+        sql: "CREATE INDEX IF NOT EXISTS fake_imsg_message_idx_reaction_target
+              ON message (substr(associated_message_guid, instr(associated_message_guid, '/') + 1))
+              WHERE associated_message_type BETWEEN 2000 AND 3006",
     },
     // Contact names are matched case-insensitively.
     ReadIndex {
