@@ -32,7 +32,7 @@ use crate::agent::{Agent, ContextMessage, Envelope};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountConfig, Config};
 use crate::imsg::client::{DATABASE_UNAVAILABLE, DELIVERY_OUTCOME_UNKNOWN, MUTATION_LANE_BLOCKED};
-use crate::imsg::supervisor;
+use crate::imsg::supervisor::{self, Credit};
 use crate::imsg::{
     sanitize_params, Connection, ConnectionSlot, Connector, ProcessConnector, RpcError, SpawnSpec,
     SupervisorEvent, SupervisorOptions,
@@ -277,6 +277,9 @@ struct Job {
     key: String,
     session: String,
     work: Work,
+    /// The inbound message's share of the in-flight budget, held until its reply is sent
+    /// (`None` for the gateway's own messages and resumed ones: the journal bounds those).
+    credit: Option<Credit>,
 }
 
 enum Work {
@@ -317,6 +320,8 @@ struct Ready {
     /// Whether the plan was journaled (`begin_answer`); `None` when it was before (a resumed
     /// or queued delivery).
     journaled: Option<Journaled>,
+    /// Released once the reply is sent.
+    credit: Option<Credit>,
 }
 
 /// A session's worker: its queue and how many jobs are queued or running.
@@ -376,7 +381,7 @@ impl AccountRuntime {
         // Always: an attachment-only message needs its attachments' kinds for the placeholder;
         // includeAttachments decides only whether paths are handed to the agent.
         sopts.attachments = true;
-        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let (ev_tx, mut ev_rx) = mpsc::channel(supervisor::EVENT_QUEUE);
         let (slot_tx, slot_rx) = watch::channel(None);
         // The supervisor is aborted if this runtime fails, so a restarted account never has
         // two imsg children.
@@ -393,7 +398,7 @@ impl AccountRuntime {
         me.resume_pending(&mut sessions, &slot_rx).await?;
         // Messages that arrived together are ingested together: one read and one commit
         // for the lot (a catch-up page, a burst), other events in their place in the order.
-        let mut pending: Vec<Value> = Vec::new();
+        let mut pending: Vec<(Value, Credit)> = Vec::new();
         let mut outbox = tokio::time::interval(me.opts.outbox_interval);
         outbox.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -416,8 +421,8 @@ impl AccountRuntime {
             }
             for ev in batch {
                 let ev = match ev {
-                    SupervisorEvent::Message(raw) => {
-                        pending.push(raw);
+                    SupervisorEvent::Message(raw, credit) => {
+                        pending.push((raw, credit));
                         continue;
                     }
                     other => other,
@@ -435,7 +440,7 @@ impl AccountRuntime {
 
     async fn on_event(&self, ev: SupervisorEvent) -> anyhow::Result<()> {
         match ev {
-            SupervisorEvent::Message(_) => unreachable!("messages are ingested in batches"),
+            SupervisorEvent::Message(..) => unreachable!("messages are ingested in batches"),
             SupervisorEvent::Rewind(rowid) => {
                 let id = self.id().to_string();
                 self.db.call(move |s| s.reset_cursor(&id, rowid)).await?;
@@ -564,6 +569,7 @@ impl AccountRuntime {
                     e.chat_id,
                     e.rowid.unwrap_or(0),
                 )?),
+                credit: None,
             });
         }
         let Some((mut msg, raw)) = parsed else {
@@ -589,6 +595,7 @@ impl AccountRuntime {
             key: e.guid.clone(),
             session,
             work,
+            credit: None,
         })
     }
 
@@ -620,7 +627,7 @@ impl AccountRuntime {
 
     async fn ingest(
         self: &Arc<Self>,
-        raws: Vec<Value>,
+        raws: Vec<(Value, Credit)>,
         sessions: &mut Sessions,
         slot: &ConnectionSlot,
     ) -> anyhow::Result<()> {
@@ -630,12 +637,12 @@ impl AccountRuntime {
         // Rows seen but not journaled (unparsable, already handled) still move the cursor.
         let mut cursor: Option<i64> = None;
         let mut parsed = Vec::with_capacity(raws.len());
-        for raw in raws {
+        for (raw, credit) in raws {
             match inbound::parse_message(&raw) {
                 Ok(mut m) => {
                     // A chat the operator listed in `groups` is a group, for access and routing.
                     m.is_group = self.policy.is_group(&m);
-                    parsed.push((journal_key(&m), m, raw))
+                    parsed.push((journal_key(&m), m, raw, credit))
                 }
                 Err(e) => {
                     tracing::warn!(account = %self.id(), "not answered: {e}");
@@ -645,7 +652,7 @@ impl AccountRuntime {
                 }
             }
         }
-        let keys: Vec<String> = parsed.iter().map(|(k, _, _)| k.clone()).collect();
+        let keys: Vec<String> = parsed.iter().map(|(k, ..)| k.clone()).collect();
         // Approvals are read once per batch: an approval made with the CLI while the gateway
         // runs counts from the sender's next message on.
         let (known, approved) = {
@@ -663,6 +670,7 @@ impl AccountRuntime {
             admit: Option<Admitted>,
             /// An unknown DM sender under `dmPolicy: "pairing"` (the normalised id).
             pair: Option<String>,
+            credit: Credit,
         }
         struct Admitted {
             session: String,
@@ -672,7 +680,7 @@ impl AccountRuntime {
         }
         let mut rows: Vec<Row> = Vec::new();
         let mut seen = HashSet::new();
-        for ((key, msg, raw), known) in parsed.into_iter().zip(known) {
+        for ((key, msg, raw, credit), known) in parsed.into_iter().zip(known) {
             if known || !seen.insert(key.clone()) {
                 tracing::debug!(account = %self.id(), guid = %key, "not answered: {}",
                     SkipReason::AlreadyHandled);
@@ -749,6 +757,7 @@ impl AccountRuntime {
                 reason,
                 admit,
                 pair,
+                credit,
             });
         }
         // The pairing flow first, each in its own transaction (rare: strangers); the batch's
@@ -828,6 +837,7 @@ impl AccountRuntime {
                         was_mentioned: a.was_mentioned,
                         context: a.context,
                     },
+                    credit: Some(row.credit),
                 },
                 sessions,
                 slot,
@@ -958,6 +968,7 @@ impl AccountRuntime {
                 chat_id: msg.chat_id,
                 after_rowid: msg.rowid,
             }),
+            credit: None,
         }))
     }
 
@@ -990,6 +1001,7 @@ impl AccountRuntime {
                         chat_id,
                         after_rowid: after,
                     }),
+                    credit: None,
                 },
                 sessions,
                 slot,
@@ -1076,11 +1088,13 @@ impl AccountRuntime {
     /// The first stage of a session: the agent's answer, planned, its plan submitted to the
     /// journal. `None` when there is nothing to send.
     async fn prepare(&self, job: Job) -> Option<Ready> {
-        match job.work {
+        let credit = job.credit;
+        let ready = match job.work {
             Work::Deliver(d) => Some(Ready {
                 key: job.key,
                 delivery: d,
                 journaled: None,
+                credit: None,
             }),
             Work::Ask {
                 msg,
@@ -1103,7 +1117,8 @@ impl AccountRuntime {
                 .await;
                 self.ask(&job.key, env, &msg, &target).await
             }
-        }
+        };
+        ready.map(|r| Ready { credit, ..r })
     }
 
     /// The second stage: once its plan is durable, the reply is sent.
@@ -1122,6 +1137,8 @@ impl AccountRuntime {
             }
         }
         self.deliver(&r.key, r.delivery, slot).await;
+        // Only now may the supervisor hand over another message in its place.
+        drop(r.credit);
     }
 
     /// Runs the agent and journals the plan; `None` when there is nothing to send.
@@ -1206,6 +1223,7 @@ impl AccountRuntime {
                 after_rowid: msg.rowid,
             },
             journaled: Some(Box::pin(journaled)),
+            credit: None,
         })
     }
 

@@ -477,3 +477,64 @@ async fn chaos(seed: u64, messages: usize, kills: usize) {
 async fn chaos_kills_and_faults_lose_nothing_and_answer_nothing_twice() {
     chaos(0x5eed, 10_000, 1_000).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_waits_for_its_replies_instead_of_piling_up_and_loses_nothing() {
+    const FLOOD: usize = 3_000;
+    let dir = state_dir();
+    let imsg = MemImsg::new(Level::V1, 11);
+    let gw = Gw::start(config(dir.path(), ""), &imsg);
+    until("the watch", Duration::from_secs(30), || {
+        subscribed(&imsg) > 0
+    })
+    .await;
+    // Each answer takes up to 4 ms: the four chats' replies go far slower than the flood.
+    imsg.set_faults(Faults {
+        max_delay_ms: 4,
+        ..Faults::default()
+    });
+    let mut expected: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for i in 0..FLOOD {
+        let chat = (i % 4) as i64 + 1;
+        imsg.inject(chat, false, &format!("+155501000{chat}"), &format!("f{i}"));
+        expected
+            .entry(chat)
+            .or_default()
+            .push(format!("echo: f{i}"));
+    }
+    // Messages taken in but not answered yet, as the journal holds them, stay within the
+    // in-flight budget (plus what one batch adds before its credit is counted).
+    let store = Store::open(dir.path()).unwrap();
+    let mut most = 0;
+    until("every reply", Duration::from_secs(600), || {
+        let counts = store.counts(Some("default")).unwrap();
+        let waiting = ["received", "answering"]
+            .iter()
+            .map(|s| counts.get(*s).copied().unwrap_or(0))
+            .sum::<u64>() as usize;
+        most = most.max(waiting);
+        imsg.sent_count() >= FLOOD
+    })
+    .await;
+    eprintln!(
+        "flood: at most {most} waiting, {} subscriptions",
+        subscribed(&imsg)
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (chat, want) in &expected {
+        assert_eq!(
+            &replies_in(&imsg, *chat),
+            want,
+            "chat {chat}: each once, in order"
+        );
+    }
+    assert!(
+        most <= imsg_gateway::imsg::supervisor::MAX_INFLIGHT + 64,
+        "{most} messages were waiting at once"
+    );
+    assert!(
+        subscribed(&imsg) > 1,
+        "the live watch was cut off and resumed at least once"
+    );
+    gw.stop().await;
+}

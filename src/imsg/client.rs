@@ -1,8 +1,14 @@
 //! The JSON-RPC 2.0 client: one JSON object per line over any `AsyncRead`/`AsyncWrite` pair.
 //!
 //! Owns request ids (from 1), correlation of responses by id, per-request timeouts, error
-//! mapping and the routing of server notifications to a channel. It knows nothing about
-//! processes: `process.rs` hands it a child's stdio, unit tests hand it a `tokio::io::duplex`.
+//! mapping and the routing of server notifications to a bounded channel. It knows nothing
+//! about processes: `process.rs` hands it a child's stdio, unit tests hand it a
+//! `tokio::io::duplex`.
+//!
+//! Responses and notifications share one pipe, so the reader never waits for the consumer of
+//! notifications (a send waiting for its answer behind them would deadlock). When the queue
+//! is full, notifications are dropped and the client says so ([`Client::overflowed`]); the
+//! supervisor then resumes the stream from the last row it handled, so nothing is lost.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 /// Default per-request timeout (the reference client's 10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,6 +122,14 @@ impl fmt::Display for RpcError {
 
 impl std::error::Error for RpcError {}
 
+/// How many notifications wait for the supervisor before more are dropped (and the stream is
+/// resumed from the last handled row): a burst of a few hundred messages passes untouched, a
+/// flood costs at most this many payloads of memory.
+pub const NOTIFICATION_QUEUE: usize = 1024;
+
+/// The notifications of one connection, in the order imsg wrote them.
+pub type Notifications = mpsc::Receiver<Notification>;
+
 /// A server-to-client notification (`method` without `id`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
@@ -134,6 +148,10 @@ struct Inner {
     closed_rx: watch::Receiver<bool>,
     default_timeout: Duration,
     label: String,
+    /// Set when a notification was dropped because the queue was full; cleared by the
+    /// supervisor once it has resumed the stream.
+    overflow: AtomicBool,
+    overflow_signal: Notify,
 }
 
 /// A cheap, cloneable handle on one JSON-RPC connection.
@@ -159,12 +177,12 @@ impl Client {
         writer: W,
         default_timeout: Duration,
         label: &str,
-    ) -> (Client, mpsc::UnboundedReceiver<Notification>)
+    ) -> (Client, Notifications)
     where
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
     {
-        let (note_tx, note_rx) = mpsc::unbounded_channel();
+        let (note_tx, note_rx) = mpsc::channel(NOTIFICATION_QUEUE);
         let (closed_tx, closed_rx) = watch::channel(false);
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let inner = Arc::new(Inner {
@@ -175,6 +193,8 @@ impl Client {
             closed_rx,
             default_timeout,
             label: label.to_string(),
+            overflow: AtomicBool::new(false),
+            overflow_signal: Notify::new(),
         });
         let reader_inner = inner.clone();
         tokio::spawn(async move {
@@ -198,6 +218,28 @@ impl Client {
     pub async fn closed(&self) {
         let mut rx = self.inner.closed_rx.clone();
         let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Resolves once notifications have been dropped because the queue was full (at once if
+    /// that happened already and was not cleared).
+    pub async fn overflowed(&self) {
+        loop {
+            let signal = self.inner.overflow_signal.notified();
+            if self.inner.overflow.load(Ordering::SeqCst) {
+                return;
+            }
+            signal.await;
+        }
+    }
+
+    /// Whether notifications were dropped since the last [`Client::clear_overflow`].
+    pub fn has_overflowed(&self) -> bool {
+        self.inner.overflow.load(Ordering::SeqCst)
+    }
+
+    /// The stream has been resumed from a known row: later drops count as a new overflow.
+    pub fn clear_overflow(&self) {
+        self.inner.overflow.store(false, Ordering::SeqCst);
     }
 
     /// Number of requests waiting for an answer (for tests and status).
@@ -378,7 +420,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
     inner: &Inner,
-    note_tx: mpsc::UnboundedSender<Notification>,
+    note_tx: mpsc::Sender<Notification>,
 ) {
     let mut lines = LineReader::new(reader, MAX_LINE_BYTES);
     let mut buf = Vec::new();
@@ -423,10 +465,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-fn dispatch(value: Value, inner: &Inner, note_tx: &mpsc::UnboundedSender<Notification>) {
-    let Some(obj) = value.as_object() else {
-        tracing::warn!(client = %inner.label, "imsg rpc: skipping a stdout line that is not an object: {}", clip(&value.to_string()));
-        return;
+fn dispatch(value: Value, inner: &Inner, note_tx: &mpsc::Sender<Notification>) {
+    // Taken apart, not cloned: a result can be a 500-message page.
+    let mut obj = match value {
+        Value::Object(obj) => obj,
+        other => {
+            tracing::warn!(client = %inner.label, "imsg rpc: skipping a stdout line that is not an object: {}", clip(&other.to_string()));
+            return;
+        }
     };
     match obj.get("id") {
         Some(id) if !id.is_null() => {
@@ -440,22 +486,29 @@ fn dispatch(value: Value, inner: &Inner, note_tx: &mpsc::UnboundedSender<Notific
             };
             let outcome = match obj.get("error") {
                 Some(err) => Err(map_error(err)),
-                None => Ok(obj.get("result").cloned().unwrap_or(Value::Null)),
+                None => Ok(obj.remove("result").unwrap_or(Value::Null)),
             };
             let _ = tx.send(outcome);
         }
         _ => {
-            if let Some(method) = obj.get("method").and_then(Value::as_str) {
-                let params = obj.get("params").cloned().unwrap_or(Value::Null);
-                let _ = note_tx.send(Notification {
-                    method: method.to_string(),
-                    params,
-                });
+            if let Some(Value::String(method)) = obj.remove("method") {
+                let note = Notification {
+                    method,
+                    params: obj.remove("params").unwrap_or(Value::Null),
+                };
+                if let Err(mpsc::error::TrySendError::Full(_)) = note_tx.try_send(note) {
+                    if !inner.overflow.swap(true, Ordering::SeqCst) {
+                        tracing::warn!(client = %inner.label,
+                            "imsg rpc: {NOTIFICATION_QUEUE} notifications are waiting to be handled; dropping more until the watch is resumed from the last row handled");
+                    }
+                    inner.overflow_signal.notify_waiters();
+                }
             } else if let Some(err) = obj.get("error") {
                 // Framing errors come back with id null: our own line was malformed.
                 tracing::warn!(client = %inner.label, "imsg rpc: error without id: {}", map_error(err));
             } else {
-                tracing::debug!(client = %inner.label, "imsg rpc: ignoring line: {}", clip(&value.to_string()));
+                let line = serde_json::Value::Object(obj).to_string();
+                tracing::debug!(client = %inner.label, "imsg rpc: ignoring line: {}", clip(&line));
             }
         }
     }
@@ -517,7 +570,7 @@ mod tests {
         }
     }
 
-    fn pair(timeout: Duration) -> (Client, mpsc::UnboundedReceiver<Notification>, Peer) {
+    fn pair(timeout: Duration) -> (Client, Notifications, Peer) {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
         let (r, w) = tokio::io::split(ours);
         let (client, notes) = Client::new(r, w, timeout, "test");
@@ -625,6 +678,38 @@ mod tests {
         assert_eq!(c.params["error"]["message"], "locked");
     }
 
+    #[tokio::test]
+    async fn a_flood_of_notifications_is_cut_off_at_the_queue_and_answers_still_arrive() {
+        let (client, mut notes, mut peer) = pair(DEFAULT_TIMEOUT);
+        // Nobody reads the notifications while a request waits behind twice the queue of them.
+        let c = client.clone();
+        let call = tokio::spawn(async move { c.request("status", json!({})).await });
+        peer.next_request().await;
+        for i in 0..2 * NOTIFICATION_QUEUE {
+            peer.send(&format!(
+                r#"{{"jsonrpc":"2.0","method":"message","params":{{"subscription":1,"message":{{"id":{i}}}}}}}"#
+            ))
+            .await;
+        }
+        peer.send(r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#)
+            .await;
+        assert_eq!(call.await.unwrap().unwrap(), json!({"ok": true}));
+        tokio::time::timeout(Duration::from_secs(5), client.overflowed())
+            .await
+            .expect("the overflow is signalled");
+        let mut got = Vec::new();
+        while let Ok(n) = notes.try_recv() {
+            got.push(n.params["message"]["id"].as_i64().unwrap());
+        }
+        // The first ones, in order; the rest were dropped, not buffered.
+        assert_eq!(got, (0..NOTIFICATION_QUEUE as i64).collect::<Vec<_>>());
+        client.clear_overflow();
+        assert!(!client.has_overflowed());
+        peer.send(r#"{"jsonrpc":"2.0","method":"message","params":{"subscription":2,"message":{"id":9999}}}"#).await;
+        let n = notes.recv().await.unwrap();
+        assert_eq!(n.params["message"]["id"], 9999);
+        assert!(!client.has_overflowed());
+    }
     #[tokio::test]
     async fn errors_carry_code_message_and_data() {
         let (client, _notes, mut peer) = pair(DEFAULT_TIMEOUT);

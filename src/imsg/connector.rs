@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::client::{Client, Notification};
+use super::client::{Client, Notifications};
 use super::process::{ImsgProcess, SpawnError, SpawnSpec};
 
 /// A boxed future, so the traits below stay object safe.
@@ -18,7 +18,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// One open connection to an imsg.
 pub struct Link {
     pub client: Client,
-    pub notifications: mpsc::UnboundedReceiver<Notification>,
+    pub notifications: Notifications,
     /// For the log line; `None` when the peer is not a process.
     pub pid: Option<u32>,
     pub peer: Box<dyn Peer>,
@@ -55,7 +55,7 @@ impl Connector for ProcessConnector {
     fn connect(&self) -> Result<Link, SpawnError> {
         let mut p = ImsgProcess::spawn(&self.spec)?;
         let client = p.client.clone();
-        let notifications = std::mem::replace(&mut p.notifications, mpsc::unbounded_channel().1);
+        let notifications = std::mem::replace(&mut p.notifications, mpsc::channel(1).1);
         let pid = p.child.id();
         Ok(Link {
             client,

@@ -14,9 +14,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 
-use super::client::{Client, Frame, LineReader, Notification};
+use super::client::{Client, Frame, LineReader, Notifications};
 
 /// The longest stderr line logged; the rest of a longer line is dropped (its length is
 /// logged). A log line is for a person, and a child must not grow our memory through it.
@@ -113,7 +112,7 @@ pub struct ImsgProcess {
     group: ProcessGroup,
     pub child: Child,
     pub client: Client,
-    pub notifications: mpsc::UnboundedReceiver<Notification>,
+    pub notifications: Notifications,
 }
 
 impl ImsgProcess {

@@ -14,6 +14,13 @@
 //! `messages.after` on v1, by `since_rowid` probes on legacy), the readable rows its failing
 //! reads hid are read back from history, and it is reported ([`SupervisorEvent::Unreadable`])
 //! and stepped over, so one bad row never wedges an account.
+//!
+//! Backpressure: every message handed over holds a [`Credit`] from the account's in-flight
+//! budget until the gateway is done with it, so a flood or a 20,000-row catch-up waits for
+//! replies instead of filling memory. Catch-up pages wait for credit; the live watch cannot
+//! be paused, so the client drops what its queue cannot hold and the supervisor then resumes
+//! the stream after the last message it handed over (the position only moves past a message
+//! once the gateway has it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +28,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::client::{Client, Notification};
+use super::client::{Client, Notification, Notifications};
 use super::connector::{Connector, Link};
 use super::process::SpawnError;
 use super::protocol::{negotiate, Negotiated, Protocol};
@@ -46,7 +53,22 @@ pub struct SupervisorOptions {
     pub attachments: bool,
     /// `messages.after` page size (1…500).
     pub catchup_page: u32,
+    /// The account's in-flight budget: one permit per message handed over and not yet done.
+    pub inflight: Arc<Semaphore>,
 }
+
+/// Messages of one account handed to the gateway and not yet answered (or skipped), at most.
+/// Deep enough to keep every session's planning lookahead and the agents busy, small enough
+/// that a flood costs a few MB.
+pub const MAX_INFLIGHT: usize = 512;
+
+/// How many events wait for the gateway; messages are bounded by credit, the rest are few.
+pub const EVENT_QUEUE: usize = 256;
+
+/// A message's share of the in-flight budget, released when dropped: the gateway keeps it
+/// with the message until the reply is sent or the message is not answered.
+#[derive(Debug)]
+pub struct Credit(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl SupervisorOptions {
     pub fn new(label: &str) -> Self {
@@ -61,15 +83,16 @@ impl SupervisorOptions {
             shutdown_grace: Duration::from_secs(2),
             attachments: false,
             catchup_page: 200,
+            inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
         }
     }
 }
 
 /// What the supervisor tells the gateway, in order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum SupervisorEvent {
-    /// One message payload, from the live watch or a catch-up page.
-    Message(Value),
+    /// One message payload, from the live watch or a catch-up page, with its credit.
+    Message(Value, Credit),
     /// A catch-up page consumed every row up to this rowid: once the messages sent before it
     /// are journaled, the cursor may move here.
     Position(i64),
@@ -120,7 +143,7 @@ pub async fn run(
     opts: SupervisorOptions,
     connector: Arc<dyn Connector>,
     cursor: CursorRx,
-    events: mpsc::UnboundedSender<SupervisorEvent>,
+    events: mpsc::Sender<SupervisorEvent>,
     slot: watch::Sender<Option<Connection>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -168,9 +191,11 @@ pub async fn run(
         match outcome {
             Outcome::Shutdown => return,
             Outcome::Failed(reason) => {
-                let _ = events.send(SupervisorEvent::Disconnected {
-                    reason: reason.clone(),
-                });
+                let _ = events
+                    .send(SupervisorEvent::Disconnected {
+                        reason: reason.clone(),
+                    })
+                    .await;
                 if started.elapsed() >= opts.healthy_after {
                     backoff = opts.backoff_initial;
                 }
@@ -203,7 +228,7 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) ->
 
 struct Session<'a> {
     opts: &'a SupervisorOptions,
-    events: &'a mpsc::UnboundedSender<SupervisorEvent>,
+    events: &'a mpsc::Sender<SupervisorEvent>,
     slot: &'a watch::Sender<Option<Connection>>,
     position: &'a mut Option<i64>,
     first_start: bool,
@@ -225,6 +250,56 @@ impl Session<'_> {
 
     fn advance(&mut self, rowid: i64) {
         *self.position = (*self.position).max(Some(rowid));
+    }
+
+    /// An event for the gateway; waits while its queue is full.
+    async fn emit(&self, ev: SupervisorEvent) {
+        let _ = self.events.send(ev).await;
+    }
+
+    /// Hands one message to the gateway once the account has credit for it, and only then
+    /// counts it as handed over: a hand-over cut short (the child died meanwhile) leaves the
+    /// position before it, so the message is read again.
+    async fn hand_over(&mut self, msg: Value) {
+        let Ok(permit) = self.opts.inflight.clone().acquire_owned().await else {
+            return;
+        };
+        let id = msg.get("id").and_then(Value::as_i64);
+        if self
+            .events
+            .send(SupervisorEvent::Message(msg, Credit(permit)))
+            .await
+            .is_ok()
+        {
+            if let Some(id) = id {
+                self.advance(id);
+            }
+        }
+    }
+
+    /// Notifications were dropped: the live stream cannot be paused, so it is stopped and
+    /// resumed after the last message handed over (v1: through a catch-up, which waits for
+    /// credit). What is still queued came before the drop and is read again from there.
+    async fn on_overflow(
+        &mut self,
+        client: &Client,
+        notes: &mut Notifications,
+        protocol: Protocol,
+        subscription: i64,
+    ) -> Result<i64, String> {
+        let from = self.resume_point();
+        tracing::warn!(account = %self.label(), resume_after_rowid = ?from,
+            "messages arrive faster than they are answered and imsg's notifications were cut off; resuming the watch after the last message handed over");
+        let _ = client
+            .request_with_timeout(
+                "watch.unsubscribe",
+                json!({"subscription": subscription}),
+                self.opts.request_timeout,
+            )
+            .await;
+        while notes.try_recv().is_ok() {}
+        client.clear_overflow();
+        self.resume(client, protocol, from).await
     }
 
     async fn run(&mut self, mut link: Link, shutdown: &mut watch::Receiver<bool>) -> Outcome {
@@ -249,7 +324,7 @@ impl Session<'_> {
     async fn serve(
         &mut self,
         client: &Client,
-        notes: &mut mpsc::UnboundedReceiver<Notification>,
+        notes: &mut Notifications,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Outcome {
         // Setup (negotiate, db wait, catch-up, subscribe) races the shutdown signal.
@@ -274,10 +349,20 @@ impl Session<'_> {
             tokio::select! {
                 _ = &mut stable, if !reported_stable => {
                     reported_stable = true;
-                    let _ = self.events.send(SupervisorEvent::Stable);
+                    self.emit(SupervisorEvent::Stable).await;
                 }
                 _ = restart.notified() => {
                     return Outcome::Failed("restart requested (mutation lane blocked)".into());
+                }
+                _ = client.overflowed() => {
+                    let resumed = tokio::select! {
+                        r = self.on_overflow(client, notes, protocol, subscription) => r,
+                        _ = wait_shutdown(shutdown) => return Outcome::Shutdown,
+                    };
+                    match resumed {
+                        Ok(sub) => subscription = sub,
+                        Err(reason) => return Outcome::Failed(reason),
+                    }
                 }
                 _ = wait_shutdown(shutdown) => {
                     let _ = client
@@ -357,10 +442,11 @@ impl Session<'_> {
             epoch: self.epoch,
             restart: self.restart.clone(),
         }));
-        let _ = self.events.send(SupervisorEvent::Connected {
+        self.emit(SupervisorEvent::Connected {
             protocol: negotiated.protocol,
             version: negotiated.version.clone(),
-        });
+        })
+        .await;
         let mut from = self.resume_point();
         if from.is_none() {
             // No cursor yet: pin the tail down and report it before subscribing, so a restart
@@ -369,7 +455,7 @@ impl Session<'_> {
                 Ok(tail) => {
                     tracing::info!(account = %self.label(), "no cursor yet: starting from the tail, rowid {tail}");
                     self.advance(tail);
-                    let _ = self.events.send(SupervisorEvent::Position(tail));
+                    self.emit(SupervisorEvent::Position(tail)).await;
                     from = Some(tail);
                 }
                 Err(e) => tracing::warn!(account = %self.label(),
@@ -387,7 +473,7 @@ impl Session<'_> {
                             "the Messages database looks replaced (newest rowid {newest} < cursor {cur}); rewinding the cursor to {newest}");
                         *self.position = Some(newest);
                         from = Some(newest);
-                        let _ = self.events.send(SupervisorEvent::Rewind(newest));
+                        self.emit(SupervisorEvent::Rewind(newest)).await;
                     }
                 }
             }
@@ -456,11 +542,11 @@ impl Session<'_> {
                 }
                 Err(e) => return Err(format!("messages.after failed: {e}")),
             };
-            let messages = page
-                .get("messages")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let mut page = page;
+            let messages = match page.get_mut("messages").map(Value::take) {
+                Some(Value::Array(m)) => m,
+                _ => Vec::new(),
+            };
             let next = page
                 .get("next_rowid")
                 .and_then(Value::as_i64)
@@ -471,14 +557,11 @@ impl Session<'_> {
                 .unwrap_or(false);
             total += messages.len();
             for m in messages {
-                if let Some(id) = m.get("id").and_then(Value::as_i64) {
-                    self.advance(id);
-                }
-                let _ = self.events.send(SupervisorEvent::Message(m));
+                self.hand_over(m).await;
             }
             let next = next.max(since);
+            self.emit(SupervisorEvent::Position(next)).await;
             self.advance(next);
-            let _ = self.events.send(SupervisorEvent::Position(next));
             let moved = next != since;
             since = next;
             if single && moved {
@@ -506,7 +589,7 @@ impl Session<'_> {
     async fn step_over_legacy(
         &mut self,
         client: &Client,
-        notes: &mut mpsc::UnboundedReceiver<Notification>,
+        notes: &mut Notifications,
         error: &str,
     ) -> Result<(), String> {
         let Some(since) = self.resume_point() else {
@@ -552,16 +635,17 @@ impl Session<'_> {
                 "read back {} message(s) between rowid {since} and {bad} from messages.history: the reads that failed on rowid {bad} held them", hidden.len());
         }
         for m in hidden {
-            let _ = self.events.send(SupervisorEvent::Message(m));
+            self.hand_over(m).await;
         }
         tracing::error!(account = %self.label(), rowid = bad,
             "SKIPPING rowid {bad}: imsg cannot read it ({error}); it will not be answered");
-        let _ = self.events.send(SupervisorEvent::Unreadable {
+        self.emit(SupervisorEvent::Unreadable {
             rowid: bad,
             error: error.to_string(),
-        });
+        })
+        .await;
+        self.emit(SupervisorEvent::Position(bad)).await;
         self.advance(bad);
-        let _ = self.events.send(SupervisorEvent::Position(bad));
         Ok(())
     }
 
@@ -569,7 +653,7 @@ impl Session<'_> {
     async fn on_notification(
         &mut self,
         client: &Client,
-        notes: &mut mpsc::UnboundedReceiver<Notification>,
+        notes: &mut Notifications,
         protocol: Protocol,
         subscription: i64,
         note: Notification,
@@ -581,14 +665,12 @@ impl Session<'_> {
                     tracing::debug!(account = %self.label(), "message for an old subscription ignored");
                     return Ok(None);
                 }
-                let Some(msg) = note.params.get("message").cloned() else {
+                let mut params = note.params;
+                let Some(msg) = params.get_mut("message").map(Value::take) else {
                     tracing::debug!(account = %self.label(), "message notification without a message ignored");
                     return Ok(None);
                 };
-                if let Some(id) = msg.get("id").and_then(Value::as_i64) {
-                    self.advance(id);
-                }
-                let _ = self.events.send(SupervisorEvent::Message(msg));
+                self.hand_over(msg).await;
                 Ok(None)
             }
             "watch.overflow" => {

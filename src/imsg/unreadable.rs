@@ -18,10 +18,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
-use super::client::{Client, Notification, RpcError};
+use super::client::{Client, Notifications, RpcError};
 
 /// How many doublings a search may take before giving up: 2^40 covers any rowid gap, and
 /// in milliseconds (the date search) about 35 years.
@@ -177,7 +176,7 @@ pub(super) async fn narrow_after(
 /// first batch: an `error` in it is a failure, messages alone or silence are not.
 async fn probe_fails(
     client: &Client,
-    notes: &mut UnboundedReceiver<Notification>,
+    notes: &mut Notifications,
     since: i64,
 ) -> Result<bool, String> {
     // 0 would mean "at the tail" to imsg; -1 is "from the first row".
@@ -223,7 +222,7 @@ async fn probe_fails(
 /// imsg cannot read, or `None` when the batch after `since` reads now (the failure passed).
 pub(super) async fn pin_down_legacy(
     client: &Client,
-    notes: &mut UnboundedReceiver<Notification>,
+    notes: &mut Notifications,
     since: i64,
 ) -> Result<Option<i64>, String> {
     if !probe_fails(client, notes, since).await? {

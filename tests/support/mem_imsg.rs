@@ -301,12 +301,12 @@ impl MemImsg {
     async fn serve(self, r: tokio::io::DuplexStream, w: tokio::io::DuplexStream) {
         let out = Arc::new(tokio::sync::Mutex::new(w));
         let mut lines = BufReader::new(r).lines();
-        let mut watches: Vec<JoinHandle<()>> = Vec::new();
         let mut next_sub = 0i64;
-        struct Guard(Vec<JoinHandle<()>>);
+        /// The watchers of this connection by subscription id, stopped with it.
+        struct Guard(Vec<(i64, JoinHandle<()>)>);
         impl Drop for Guard {
             fn drop(&mut self) {
-                for h in &self.0 {
+                for (_, h) in &self.0 {
                     h.abort();
                 }
             }
@@ -417,14 +417,23 @@ impl MemImsg {
                         gate2.notified().await;
                         me.watch(sub, since, out2).await;
                     });
-                    watches.push(h);
-                    guard.0 = std::mem::take(&mut watches);
+                    guard.0.push((sub, h));
                     let line = json!({"jsonrpc": "2.0", "id": id, "result": {"subscription": sub}});
                     write(&out, &line.to_string()).await;
                     gate.notify_one();
                     continue;
                 }
-                "watch.unsubscribe" => Ok(json!({"ok": true})),
+                "watch.unsubscribe" => {
+                    let sub = p["subscription"].as_i64();
+                    guard.0.retain(|(s, h)| {
+                        let keep = Some(*s) != sub;
+                        if !keep {
+                            h.abort();
+                        }
+                        keep
+                    });
+                    Ok(json!({"ok": true}))
+                }
                 "send" if faults.die_on_send => return self.die(),
                 "send" => {
                     let chat = p["chat_id"].as_i64();
