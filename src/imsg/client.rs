@@ -225,7 +225,7 @@ impl Client {
     pub async fn overflowed(&self) {
         loop {
             let signal = self.inner.overflow_signal.notified();
-            if self.inner.overflow.load(Ordering::SeqCst) {
+            if self.has_overflowed() {
                 return;
             }
             signal.await;
@@ -710,6 +710,7 @@ mod tests {
         assert_eq!(n.params["message"]["id"], 9999);
         assert!(!client.has_overflowed());
     }
+
     #[tokio::test]
     async fn errors_carry_code_message_and_data() {
         let (client, _notes, mut peer) = pair(DEFAULT_TIMEOUT);

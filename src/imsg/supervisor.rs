@@ -252,9 +252,10 @@ impl Session<'_> {
         *self.position = (*self.position).max(Some(rowid));
     }
 
-    /// An event for the gateway; waits while its queue is full.
-    async fn emit(&self, ev: SupervisorEvent) {
-        let _ = self.events.send(ev).await;
+    /// An event for the gateway; waits while its queue is full. False once the gateway is
+    /// gone.
+    async fn emit(&self, ev: SupervisorEvent) -> bool {
+        self.events.send(ev).await.is_ok()
     }
 
     /// Hands one message to the gateway once the account has credit for it, and only then
@@ -266,10 +267,8 @@ impl Session<'_> {
         };
         let id = msg.get("id").and_then(Value::as_i64);
         if self
-            .events
-            .send(SupervisorEvent::Message(msg, Credit(permit)))
+            .emit(SupervisorEvent::Message(msg, Credit(permit)))
             .await
-            .is_ok()
         {
             if let Some(id) = id {
                 self.advance(id);

@@ -42,8 +42,6 @@ const PARTICIPANTS: &str = "(SELECT json_group_array(h.id)
     FROM chat_handle_join j JOIN handle h ON h.ROWID = j.handle_id
     WHERE j.chat_id = c.ROWID AND h.id IS NOT NULL AND h.id <> '')";
 
-/// Inbound unread rows of chat `c`; with `message_idx_is_read` SQLite walks only the unread
-/// rows instead of every message of the chat.
 /// The tapback rows of the message whose guid is `?1`. The part after the first '/' (the whole
 /// guid when there is none) is what `fake_imsg_message_idx_reaction_target` indexes, in the
 /// same words, so SQLite uses it; guids hold no '/', so first and last '/' are the same.
@@ -51,6 +49,8 @@ const REACTIONS_OF: &str =
     "WHERE substr(m.associated_message_guid, instr(m.associated_message_guid, '/') + 1) = ?1
        AND m.associated_message_type BETWEEN 2000 AND 3006";
 
+/// Inbound unread rows of chat `c`; with `message_idx_is_read` SQLite walks only the unread
+/// rows instead of every message of the chat.
 const UNREAD_ONE: &str =
     "(SELECT COUNT(*) FROM chat_message_join j JOIN message m ON m.ROWID = j.message_id
     WHERE j.chat_id = c.ROWID AND m.is_from_me = 0 AND m.is_read = 0)";
