@@ -1,0 +1,141 @@
+//! `send` round trips per second of a `fake-imsg rpc` child, one request at a time, on the
+//! family fixture world and on the same world with 20,000 more messages: the measurement of
+//! the gateway bench (`benches/gateway.rs`, `send_rate`), runnable on its own so fake-imsg's
+//! send path can be tuned without building the gateway.
+//!
+//! ```sh
+//! cargo build --release -p fake-imsg --bin fake-imsg --example send_rate
+//! target/release/examples/send_rate [--fake PATH] [--runs N] [--sends N] [--world family|big]
+//! ```
+//!
+//! Each run copies the world, starts a fresh child and prints its rate; the median of the
+//! runs of each world comes last. `--sends 200000 --runs 1` leaves the child busy long
+//! enough to attach `perf record -p` to it (its pid is printed on stderr).
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use fake_imsg::world::{InjectSpec, World};
+
+/// Chat 1 is the family group, 2 a DM with Mom, 3 an SMS DM with Dad.
+const SENDERS: [(i64, &str); 4] = [
+    (1, "+15551110001"),
+    (1, "sister@example.com"),
+    (2, "+15551110001"),
+    (3, "+15551110002"),
+];
+
+const BACKLOG: usize = 20_000;
+
+fn family(out: &Path) -> World {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/worlds/family-group.json5");
+    World::build_from_scenario_file(&fixture, out).expect("the family fixture builds")
+}
+
+fn send_rate(fake: &Path, db: &Path, n: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("chat.db");
+    fs::copy(db, &copy).unwrap();
+    let mut child = Command::new(fake)
+        .args(["rpc", "--db"])
+        .arg(&copy)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eprintln!("child pid {}", child.id());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let mut round = |i: usize| {
+        writeln!(
+            stdin,
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"send","params":{{"chat_id":2,"text":"bench {i}"}}}}"#
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.contains("\"ok\":true"), "send failed: {line}");
+    };
+    for i in 0..50 {
+        round(i);
+    }
+    let t = Instant::now();
+    for i in 0..n {
+        round(1000 + i);
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    // EOF rather than a kill, so a wrapper (strace, perf) around the child can report.
+    drop(stdin);
+    let _ = child.wait();
+    rate
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len().is_multiple_of(2) {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
+}
+
+fn main() {
+    let mut fake = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("fake-imsg"))
+        .unwrap_or_else(|| PathBuf::from("fake-imsg"));
+    let (mut runs, mut sends, mut worlds) = (5usize, 3_000usize, vec!["family", "big"]);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().expect("a value after the flag");
+        match a.as_str() {
+            "--fake" => fake = PathBuf::from(value()),
+            "--runs" => runs = value().parse().expect("--runs N"),
+            "--sends" => sends = value().parse().expect("--sends N"),
+            "--world" => worlds = vec![if value() == "big" { "big" } else { "family" }],
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("family.db");
+    drop(family(&small));
+    let big = dir.path().join("big.db");
+    if worlds.contains(&"big") {
+        let w = family(&big);
+        for i in 0..BACKLOG {
+            let (chat, from) = SENDERS[i % SENDERS.len()];
+            w.inject(&InjectSpec {
+                chat_id: Some(chat),
+                from: from.into(),
+                text: format!("backlog {i}"),
+                ..Default::default()
+            })
+            .unwrap();
+        }
+    }
+    let mut medians = Vec::new();
+    for name in &worlds {
+        let db = if *name == "big" { &big } else { &small };
+        let rates: Vec<f64> = (0..runs)
+            .map(|_| {
+                let r = send_rate(&fake, db, sends);
+                println!("{name}: {r:.0} round trips/s");
+                r
+            })
+            .collect();
+        medians.push((name, median(rates)));
+    }
+    for (name, m) in medians {
+        println!("median {name}: {m:.0} round trips/s");
+    }
+}
