@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Map, Value};
 
-use crate::world::{ChatRow, InjectSpec, MessageRow, NewChat, OutgoingSpec, World};
+use crate::world::{ChatRow, InjectSpec, MessageRow, NewChat, World};
 
 use super::errors::{delivery_data, RpcError};
 use super::faults::MirrorEcho;
@@ -344,6 +344,9 @@ fn perform(sh: &Shared, req: SendReq) -> R {
         }
     }
     let outcome = sh.db.with(|w| -> Result<(MessageRow, ChatRow), RpcError> {
+        // The lookup and the rows it leads to are one transaction: one lock round on the
+        // file, and the chat cannot change between the two.
+        let tx = w.begin().map_err(wrap)?;
         let resolved = resolve(w, &req.target)?.ok_or_else(|| applescript_unknown(&req.target))?;
         let chat = match resolved {
             Resolved::Chat(c) => *c,
@@ -355,48 +358,17 @@ fn perform(sh: &Shared, req: SendReq) -> R {
                 {
                     Some(c) => c,
                     None => {
-                        // First message to this handle: Messages creates the DM chat.
-                        let row = w
-                            .inject(&InjectSpec {
-                                chat_id: None,
-                                new_chat: Some(NewChat {
-                                    group: false,
-                                    display_name: None,
-                                    participants: vec![h.clone()],
-                                    service: if req.service == "sms" {
-                                        "SMS"
-                                    } else {
-                                        "iMessage"
-                                    }
-                                    .to_string(),
-                                }),
-                                from: h.clone(),
-                                text: req.text.clone(),
-                                attachments: req.file.iter().cloned().collect(),
-                                reaction: None,
-                                reply_to_guid: None,
-                                is_from_me: true,
-                                date: None,
-                                unjoined: false,
-                            })
-                            .map_err(wrap)?;
-                        let chat = row
-                            .chat_id
-                            .and_then(|id| w.chat(id).ok().flatten())
-                            .ok_or_else(|| RpcError::internal("new direct chat not found"))?;
-                        return Ok((row, chat));
+                        // `inject` writes in a transaction of its own.
+                        drop(tx);
+                        return first_direct_send(w, &req, h);
                     }
                 }
             }
         };
         let row = w
-            .record_send(&OutgoingSpec {
-                chat_id: chat.id,
-                text: req.text.clone(),
-                file: req.file.clone(),
-                service: chat.service.clone(),
-            })
+            .write_send(&chat, &req.text, req.file.as_deref(), &chat.service)
             .map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
         Ok((row, chat))
     });
     sh.db.forget();
@@ -463,6 +435,43 @@ fn perform(sh: &Shared, req: SendReq) -> R {
         }
     }
     Ok(v)
+}
+
+/// First message to a handle without a direct chat: Messages creates the DM chat.
+fn first_direct_send(
+    w: &World,
+    req: &SendReq,
+    h: String,
+) -> Result<(MessageRow, ChatRow), RpcError> {
+    let row = w
+        .inject(&InjectSpec {
+            chat_id: None,
+            new_chat: Some(NewChat {
+                group: false,
+                display_name: None,
+                participants: vec![h.clone()],
+                service: if req.service == "sms" {
+                    "SMS"
+                } else {
+                    "iMessage"
+                }
+                .to_string(),
+            }),
+            from: h,
+            text: req.text.clone(),
+            attachments: req.file.iter().cloned().collect(),
+            reaction: None,
+            reply_to_guid: None,
+            is_from_me: true,
+            date: None,
+            unjoined: false,
+        })
+        .map_err(wrap)?;
+    let chat = row
+        .chat_id
+        .and_then(|id| w.chat(id).ok().flatten())
+        .ok_or_else(|| RpcError::internal("new direct chat not found"))?;
+    Ok((row, chat))
 }
 
 /// The `mirror_echo` fault: an inbound row that echoes what was just sent.

@@ -434,11 +434,8 @@ impl World {
             return None;
         }
         self.conn
-            .query_row(
-                "SELECT value FROM fake_imsg_meta WHERE key = ?1",
-                [key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT value FROM fake_imsg_meta WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)))
             .ok()
     }
 
