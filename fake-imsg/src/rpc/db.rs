@@ -92,6 +92,10 @@ impl Db {
             if fresh {
                 *c = None;
                 let world = open_checked(&self.path).ok_or(Down::Unreadable)?;
+                // The lane that writes must not checkpoint inside its sends.
+                if let Err(e) = world.defer_checkpoints() {
+                    tracing::debug!("checkpoints stay in the commits: {e}");
+                }
                 *c = Some(Cached {
                     key,
                     path: self.path.clone(),

@@ -120,7 +120,9 @@ impl WriteTx<'_> {
     /// Commits: from here on other connections see the writes (and their `data_version`
     /// moves).
     pub(crate) fn commit(self) -> Result<()> {
-        self.world.exec_cached("COMMIT")
+        self.world.exec_cached("COMMIT")?;
+        self.world.committed();
+        Ok(())
     }
 }
 
