@@ -36,7 +36,37 @@ fn family(out: &Path) -> World {
     World::build_from_scenario_file(&fixture, out).expect("the family fixture builds")
 }
 
-fn send_rate(fake: &Path, db: &Path, n: usize) -> f64 {
+/// CPU seconds (user + system, every thread) of a process so far, and its context switches.
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| f.get(*i)?.parse::<f64>().ok())
+        .sum();
+    let mut switches = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        switches += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    (ticks / 100.0, switches)
+}
+
+/// Round trips per second, and the child's CPU µs and context switches per round trip.
+fn send_rate(fake: &Path, db: &Path, n: usize) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("chat.db");
     fs::copy(db, &copy).unwrap();
@@ -66,15 +96,19 @@ fn send_rate(fake: &Path, db: &Path, n: usize) -> f64 {
     for i in 0..50 {
         round(i);
     }
+    let pid = child.id();
+    let (cpu0, sw0) = usage(pid);
     let t = Instant::now();
     for i in 0..n {
         round(1000 + i);
     }
     let rate = n as f64 / t.elapsed().as_secs_f64();
+    let (cpu1, sw1) = usage(pid);
+    let per = |d: f64| d / n as f64;
     // EOF rather than a kill, so a wrapper (strace, perf) around the child can report.
     drop(stdin);
     let _ = child.wait();
-    rate
+    (rate, per(cpu1 - cpu0) * 1e6, per((sw1 - sw0) as f64))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -128,8 +162,10 @@ fn main() {
         let db = if *name == "big" { &big } else { &small };
         let rates: Vec<f64> = (0..runs)
             .map(|_| {
-                let r = send_rate(&fake, db, sends);
-                println!("{name}: {r:.0} round trips/s");
+                let (r, cpu, switches) = send_rate(&fake, db, sends);
+                println!(
+                    "{name}: {r:.0} round trips/s ({cpu:.0} µs CPU, {switches:.1} context switches each)"
+                );
                 r
             })
             .collect();
