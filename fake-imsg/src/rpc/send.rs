@@ -343,7 +343,7 @@ fn perform(sh: &Shared, req: SendReq) -> R {
             });
         }
     }
-    let outcome = sh.db.with(|w| -> Result<(MessageRow, ChatRow), RpcError> {
+    let outcome = sh.write(|w| -> Result<(MessageRow, ChatRow), RpcError> {
         // The lookup and the rows it leads to are one transaction: one lock round on the
         // file, and the chat cannot change between the two.
         let tx = w.begin().map_err(wrap)?;
@@ -371,7 +371,6 @@ fn perform(sh: &Shared, req: SendReq) -> R {
         tx.commit().map_err(wrap)?;
         Ok((row, chat))
     });
-    sh.db.forget();
     let (row, chat) = match outcome {
         Ok(r) => r?,
         Err(d) => {
@@ -485,7 +484,7 @@ fn mirror(sh: &Shared, chat: &ChatRow, sent: &MessageRow, mode: MirrorEcho) {
         MirrorEcho::Text => (sent.text.clone(), None),
         MirrorEcho::ReplyTo => ("\u{FFFC}".to_string(), Some(sent.guid.clone())),
     };
-    let r = sh.db.with(|w| {
+    let r = sh.write(|w| {
         w.inject(&InjectSpec {
             chat_id: Some(chat.id),
             new_chat: None,
@@ -499,7 +498,6 @@ fn mirror(sh: &Shared, chat: &ChatRow, sent: &MessageRow, mode: MirrorEcho) {
             unjoined: false,
         })
     });
-    sh.db.forget();
     match r {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!("mirror_echo failed: {e}"),

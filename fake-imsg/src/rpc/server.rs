@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::db::{remember, Db};
+use super::db::{remember, Db, Down, Writer};
 use super::errors::{error_envelope, lane_blocked, RpcError};
 use super::faults::Faults;
 use super::framing::{parse_line, Parsed, Protocol};
 use super::lanes::{lane, ApiLevel, Lane};
 use super::out::Out;
 use super::watch::Registry;
-use crate::world::ChatRow;
+use crate::world::{ChatRow, World};
 
 /// The outstanding request bound of §1.7.
 pub const MAX_OUTSTANDING: usize = 128;
@@ -48,6 +48,8 @@ pub struct Shared {
     /// Legacy only: chat identity (identifier, guid, name, service, participants) as first
     /// seen, kept for the process lifetime like imsg 0.9 (imsg-rpc.md §7.1).
     legacy_chats: Mutex<HashMap<i64, ChatRow>>,
+    /// The connection sends write through.
+    writer: Writer,
 }
 
 /// File identity and the reader thread's `data_version`.
@@ -116,7 +118,13 @@ impl Shared {
             first_seen: Mutex::new(HashMap::new()),
             memo: Mutex::new(HashMap::new()),
             legacy_chats: Mutex::new(HashMap::new()),
+            writer: Writer::default(),
         }
+    }
+
+    /// Runs `f` on the server's writing connection (`db::Writer`).
+    pub fn write<T>(&self, f: impl FnOnce(&World) -> T) -> Result<T, Down> {
+        self.db.write(&self.writer, f)
     }
 
     /// The chat as the protocol describes it. Legacy (imsg-rpc.md §7.1) caches identifier,
@@ -288,6 +296,8 @@ pub fn serve(sh: Arc<Shared>, input: impl BufRead, startup_error: Option<String>
         let _ = w.join();
     }
     sh.watch.cancel_all();
+    // Checkpoints what is left of the WAL now, not whenever the last reference goes.
+    sh.writer.close();
     sh.out.flush();
     if startup_error.is_some() {
         1

@@ -63,7 +63,8 @@ impl Shared {
     }
 }
 
-/// The checkpoint thread of one writing connection; stopped and joined on drop.
+/// The checkpoint thread of one writing connection; on drop it checkpoints what is left,
+/// stops and is joined.
 pub(crate) struct Checkpointer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -120,11 +121,11 @@ fn run(shared: &Shared, conn: &Connection) {
     loop {
         let mut st = shared.lock();
         let (target, writer_waits) = loop {
-            if st.stop {
+            if st.stop && st.commits == st.covered {
                 return;
             }
             let behind = st.commits - st.covered;
-            if behind >= BATCH || (behind > 0 && (timed_out || st.urgent)) {
+            if behind >= BATCH || (behind > 0 && (timed_out || st.urgent || st.stop)) {
                 break (st.commits, st.urgent);
             }
             st.idle = true;
