@@ -208,7 +208,8 @@ impl Db {
     }
 }
 
-/// The one connection the server writes through, whichever thread runs the write. Being
+/// The one connection the server writes through, whichever thread runs the write (a lane
+/// worker, or the reader running a mutation itself when nothing else is outstanding). Being
 /// no thread's own connection, its commits move every other connection's `data_version`,
 /// so no memo outlives them; and one writer means one checkpoint thread. Closed on drop or
 /// by `close`.

@@ -1,6 +1,7 @@
 //! The scheduler: reads stdin lines, parses them, admits requests under the 128 outstanding
 //! bound and runs them on the three lanes (mutation FIFO, read pool of 4, control), then the
 //! EOF sequence of imsg-rpc-v1.md §1.8. Legacy runs every request on one sequential worker.
+//! A send, typing or read that finds nothing else outstanding runs on the reader itself.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
@@ -278,6 +279,10 @@ pub fn serve(sh: Arc<Shared>, input: impl BufRead, startup_error: Option<String>
     workers.push(spawn_worker(&sh, control.clone(), Lane::Control));
 
     read_loop(&sh, input, startup_error.as_deref(), |job, l| {
+        if runs_inline(&sh, &job, l) {
+            execute(&sh, job, l);
+            return;
+        }
         let q = match l {
             Lane::Mutation => mutation,
             Lane::Read => read,
@@ -304,6 +309,20 @@ pub fn serve(sh: Arc<Shared>, input: impl BufRead, startup_error: Option<String>
     } else {
         0
     }
+}
+
+/// Whether the reader runs this job itself instead of handing it to its lane: a send,
+/// typing or read when nothing else is outstanding, so no lane holds a job it could
+/// overtake. Handing over cost a wake-up and a context switch on every round trip of a
+/// client that sends one request at a time; the price is that lines arriving meanwhile are
+/// read once it is done, which for a short write only shifts when they start. A delayed
+/// method (the `delay_ms` fault) always takes its lane: the other lanes must go on reading
+/// while it sleeps.
+fn runs_inline(sh: &Shared, job: &Job, lane: Lane) -> bool {
+    lane == Lane::Mutation
+        && matches!(job.method.as_str(), "send" | "typing" | "read")
+        && sh.outstanding.load(Ordering::SeqCst) == 1
+        && sh.faults.delay_for(&job.method) == 0
 }
 
 fn read_loop(
