@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::world::{ChatRow, InjectSpec, MessageRow, NewChat, World};
@@ -13,6 +14,7 @@ use crate::world::{ChatRow, InjectSpec, MessageRow, NewChat, World};
 use super::errors::{delivery_data, RpcError};
 use super::faults::MirrorEcho;
 use super::framing::Protocol;
+use super::out::encode;
 use super::params::{Lenient, Strict};
 use super::server::Shared;
 
@@ -165,8 +167,8 @@ struct SendReq {
     region: String,
 }
 
-/// `send` (v1).
-pub fn send_v1(sh: &Shared, params: &Map<String, Value>) -> R {
+/// `send` (v1); the result comes encoded (`out::encode`).
+pub fn send_v1(sh: &Shared, params: &Map<String, Value>) -> Result<String, RpcError> {
     const FMT: &[&str] = &["text_formatting", "textFormatting", "formatting"];
     const REPLY: &[&str] = &["reply_to", "replyTo", "reply_to_guid", "message_guid"];
     const SMSFB: &[&str] = &["allow_sms_fallback", "allowSMSFallback"];
@@ -259,8 +261,8 @@ pub fn send_v1(sh: &Shared, params: &Map<String, Value>) -> R {
     perform(sh, req)
 }
 
-/// `send` (legacy, lenient; imsg-rpc.md §7.5 order).
-pub fn send_legacy(sh: &Shared, params: &Map<String, Value>) -> R {
+/// `send` (legacy, lenient; imsg-rpc.md §7.5 order); the result comes encoded.
+pub fn send_legacy(sh: &Shared, params: &Map<String, Value>) -> Result<String, RpcError> {
     let p = Lenient { map: params };
     let service = p.string(&["service"]).unwrap_or_else(|| "auto".into());
     if !matches!(service.as_str(), "auto" | "imessage" | "sms") {
@@ -332,8 +334,8 @@ fn check_chat_legacy(sh: &Shared, target: &Target) -> Result<(), RpcError> {
     Ok(())
 }
 
-/// The AppleScript path: write the outgoing row(s) and answer.
-fn perform(sh: &Shared, req: SendReq) -> R {
+/// The AppleScript path: write the outgoing row(s) and answer (the result comes encoded).
+fn perform(sh: &Shared, req: SendReq) -> Result<String, RpcError> {
     if let Some(f) = &req.file {
         if !f.is_file() {
             let detail = format!("Attachment not found at {}", f.display());
@@ -379,7 +381,7 @@ fn perform(sh: &Shared, req: SendReq) -> R {
             if let Target::ChatId(_) = req.target {
                 return Err(sh.db.error(d));
             }
-            return Ok(json!({"ok": true, "transport": "applescript"}));
+            return Ok(encode(&SendResult::UNVERIFIED));
         }
     };
     let n = sh.sends.fetch_add(1, Ordering::SeqCst) + 1;
@@ -415,25 +417,48 @@ fn perform(sh: &Shared, req: SendReq) -> R {
         ));
     }
     let verified = !req.text.is_empty();
-    let mut v = json!({"ok": true, "transport": "applescript"});
-    if verified {
-        v["id"] = json!(row.id);
-        if !row.guid.is_empty() {
-            v["guid"] = json!(row.guid);
-        }
-    }
-    if sh.protocol == Protocol::V1 {
-        if verified && !row.guid.is_empty() {
-            v["message_id"] = json!(row.guid);
-        }
-        if !chat.guid.is_empty() {
-            v["chat_guid"] = json!(chat.guid);
-        }
-        if !chat.service.is_empty() {
-            v["service"] = json!(chat.service);
-        }
-    }
-    Ok(v)
+    let v1 = sh.protocol == Protocol::V1;
+    let guid = (verified && !row.guid.is_empty()).then_some(row.guid.as_str());
+    Ok(encode(&SendResult {
+        chat_guid: (v1 && !chat.guid.is_empty()).then_some(chat.guid.as_str()),
+        guid,
+        id: verified.then_some(row.id),
+        message_id: guid.filter(|_| v1),
+        service: (v1 && !chat.service.is_empty()).then_some(chat.service.as_str()),
+        ..SendResult::UNVERIFIED
+    }))
+}
+
+/// A send's result, encoded as the object of its present members would be, without building
+/// that object: the fields are in the sorted order serde_json's map writes keys in (a test
+/// holds the two encodings equal).
+#[derive(Debug, Serialize)]
+struct SendResult<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chat_guid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<&'a str>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
+    transport: &'static str,
+}
+
+impl SendResult<'_> {
+    /// `{"ok":true,"transport":"applescript"}`: sent, but nothing verified or known.
+    const UNVERIFIED: SendResult<'static> = SendResult {
+        chat_guid: None,
+        guid: None,
+        id: None,
+        message_id: None,
+        ok: true,
+        service: None,
+        transport: "applescript",
+    };
 }
 
 /// First message to a handle without a direct chat: Messages creates the DM chat.
@@ -701,5 +726,45 @@ mod tests {
             Some("remove-love")
         );
         assert!(normalize_tapback("wow").is_none());
+    }
+
+    #[test]
+    fn a_send_result_encodes_as_the_object_of_its_members() {
+        let full = SendResult {
+            chat_guid: Some("iMessage;+;chat1/2"),
+            guid: Some("G/1"),
+            id: Some(7),
+            message_id: Some("G/1"),
+            service: Some("SMS"),
+            ..SendResult::UNVERIFIED
+        };
+        let object = |r: &SendResult| {
+            let mut v = json!({"ok": r.ok, "transport": r.transport});
+            for (k, m) in [
+                ("chat_guid", r.chat_guid),
+                ("guid", r.guid),
+                ("message_id", r.message_id),
+                ("service", r.service),
+            ] {
+                if let Some(m) = m {
+                    v[k] = json!(m);
+                }
+            }
+            if let Some(id) = r.id {
+                v["id"] = json!(id);
+            }
+            encode(&v)
+        };
+        for r in [
+            full,
+            SendResult::UNVERIFIED,
+            SendResult {
+                chat_guid: Some("SMS;-;+1555"),
+                id: Some(1),
+                ..SendResult::UNVERIFIED
+            },
+        ] {
+            assert_eq!(encode(&r), object(&r), "{r:?}");
+        }
     }
 }

@@ -72,7 +72,9 @@ pub type After = Box<dyn FnOnce() + Send>;
 pub struct Reply {
     pub result: Result<Value, RpcError>,
     pub after: Option<After>,
-    /// `out::encode` of the Ok value when the handler already has it (a memoized read).
+    /// `out::encode` of the Ok value when the handler already has it (a memoized read, or a
+    /// handler that encodes its result itself). When present it is what is written, and the
+    /// value may be a placeholder (`Reply::encoded`).
     pub encoded: Option<String>,
 }
 
@@ -87,6 +89,19 @@ impl From<Result<Value, RpcError>> for Reply {
 }
 
 impl Reply {
+    /// The reply of a handler that encodes its own result (a `send`: no `Value` to build for
+    /// a result nobody reads before it is written).
+    pub fn encoded(result: Result<String, RpcError>) -> Reply {
+        match result {
+            Ok(encoded) => Reply {
+                result: Ok(Value::Null),
+                after: None,
+                encoded: Some(encoded),
+            },
+            Err(e) => Reply::from(Err(e)),
+        }
+    }
+
     /// The reply of a memoizable read, carrying its encoding along.
     pub fn memoized(result: Result<super::db::Memoized, RpcError>) -> Reply {
         match result {
