@@ -5,11 +5,12 @@
 //!
 //! ```sh
 //! cargo build --release -p fake-imsg --bin fake-imsg --example send_rate
-//! target/release/examples/send_rate [--fake PATH] [--runs N] [--sends N] [--world family|big]
+//! target/release/examples/send_rate [--fake PATH]... [--runs N] [--sends N] [--world family|big]
 //! ```
 //!
 //! Each run copies the world, starts a fresh child and prints its rate; the median of the
-//! runs of each world comes last. `--sends 200000 --runs 1` leaves the child busy long
+//! runs of each world comes last. Several `--fake` binaries (say, before and after a change)
+//! take turns, run by run. `--sends 200000 --runs 1` leaves the child busy long
 //! enough to attach `perf record -p` to it (its pid is printed on stderr).
 
 use std::fs;
@@ -122,23 +123,27 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let mut fake = std::env::current_exe()
+    let built = std::env::current_exe()
         .unwrap()
         .parent()
         .and_then(Path::parent)
         .map(|d| d.join("fake-imsg"))
         .unwrap_or_else(|| PathBuf::from("fake-imsg"));
+    let mut fakes = Vec::new();
     let (mut runs, mut sends, mut worlds) = (5usize, 3_000usize, vec!["family", "big"]);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().expect("a value after the flag");
         match a.as_str() {
-            "--fake" => fake = PathBuf::from(value()),
+            "--fake" => fakes.push(PathBuf::from(value())),
             "--runs" => runs = value().parse().expect("--runs N"),
             "--sends" => sends = value().parse().expect("--sends N"),
             "--world" => worlds = vec![if value() == "big" { "big" } else { "family" }],
             other => panic!("unknown argument {other}"),
         }
+    }
+    if fakes.is_empty() {
+        fakes.push(built);
     }
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("family.db");
@@ -157,21 +162,26 @@ fn main() {
             .unwrap();
         }
     }
+    // Several binaries take turns run by run, so the machine's swings fall on all of them.
     let mut medians = Vec::new();
     for name in &worlds {
         let db = if *name == "big" { &big } else { &small };
-        let rates: Vec<f64> = (0..runs)
-            .map(|_| {
-                let (r, cpu, switches) = send_rate(&fake, db, sends);
+        let mut rates = vec![Vec::new(); fakes.len()];
+        for _ in 0..runs {
+            for (fake, rates) in fakes.iter().zip(&mut rates) {
+                let (r, cpu, switches) = send_rate(fake, db, sends);
                 println!(
-                    "{name}: {r:.0} round trips/s ({cpu:.0} µs CPU, {switches:.1} context switches each)"
+                    "{name} {}: {r:.0} round trips/s ({cpu:.0} µs CPU, {switches:.1} context switches each)",
+                    fake.display()
                 );
-                r
-            })
-            .collect();
-        medians.push((name, median(rates)));
+                rates.push(r);
+            }
+        }
+        for (fake, rates) in fakes.iter().zip(rates) {
+            medians.push((name, fake, median(rates)));
+        }
     }
-    for (name, m) in medians {
-        println!("median {name}: {m:.0} round trips/s");
+    for (name, fake, m) in medians {
+        println!("median {name} {}: {m:.0} round trips/s", fake.display());
     }
 }
