@@ -6,12 +6,14 @@
 //! ```sh
 //! cargo build --release -p fake-imsg --bin fake-imsg --example send_rate
 //! target/release/examples/send_rate [--fake PATH]... [--runs N] [--sends N] [--world family|big]
+//!     [--save DIR]
 //! ```
 //!
 //! Each run copies the world, starts a fresh child and prints its rate; the median of the
 //! runs of each world comes last. Several `--fake` binaries (say, before and after a change)
-//! take turns, run by run. `--sends 200000 --runs 1` leaves the child busy long
-//! enough to attach `perf record -p` to it (its pid is printed on stderr).
+//! and the worlds take turns, run by run. `--save` keeps a copy of the worlds built.
+//! `--sends 200000 --runs 1` leaves the child busy long enough to attach `perf record -p` to
+//! it (its pid is printed on stderr).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -115,7 +117,9 @@ fn send_rate(fake: &Path, db: &Path, n: usize) -> (f64, f64, f64) {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
-    if v.len().is_multiple_of(2) {
+    if v.is_empty() {
+        f64::NAN
+    } else if v.len().is_multiple_of(2) {
         (v[m - 1] + v[m]) / 2.0
     } else {
         v[m]
@@ -130,6 +134,7 @@ fn main() {
         .map(|d| d.join("fake-imsg"))
         .unwrap_or_else(|| PathBuf::from("fake-imsg"));
     let mut fakes = Vec::new();
+    let mut save = None;
     let (mut runs, mut sends, mut worlds) = (5usize, 3_000usize, vec!["family", "big"]);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -139,6 +144,7 @@ fn main() {
             "--runs" => runs = value().parse().expect("--runs N"),
             "--sends" => sends = value().parse().expect("--sends N"),
             "--world" => worlds = vec![if value() == "big" { "big" } else { "family" }],
+            "--save" => save = Some(PathBuf::from(value())),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -162,13 +168,17 @@ fn main() {
             .unwrap();
         }
     }
-    // Several binaries take turns run by run, so the machine's swings fall on all of them.
-    let mut medians = Vec::new();
-    for name in &worlds {
-        let db = if *name == "big" { &big } else { &small };
-        let mut rates = vec![Vec::new(); fakes.len()];
-        for _ in 0..runs {
-            for (fake, rates) in fakes.iter().zip(&mut rates) {
+    if let Some(dir) = &save {
+        for db in [&small, &big].into_iter().filter(|db| db.exists()) {
+            fs::copy(db, dir.join(db.file_name().unwrap())).unwrap();
+        }
+    }
+    // Every world and binary gets one run per round, so the machine's swings fall on all.
+    let mut rates = vec![vec![Vec::new(); fakes.len()]; worlds.len()];
+    for _ in 0..runs {
+        for (name, rates) in worlds.iter().zip(&mut rates) {
+            let db = if *name == "big" { &big } else { &small };
+            for (fake, rates) in fakes.iter().zip(rates.iter_mut()) {
                 let (r, cpu, switches) = send_rate(fake, db, sends);
                 println!(
                     "{name} {}: {r:.0} round trips/s ({cpu:.0} µs CPU, {switches:.1} context switches each)",
@@ -177,6 +187,9 @@ fn main() {
                 rates.push(r);
             }
         }
+    }
+    let mut medians = Vec::new();
+    for (name, rates) in worlds.iter().zip(rates) {
         for (fake, rates) in fakes.iter().zip(rates) {
             medians.push((name, fake, median(rates)));
         }
