@@ -11,9 +11,12 @@
 //! The WAL can only restart from its beginning once a checkpoint has copied all of it and
 //! no writer appended since, which a checkpoint running beside a busy writer rarely sees;
 //! left alone the file would grow for as long as the sends kept coming. So once a checkpoint
-//! finds a WAL of [`FRAME_LIMIT`] frames or more, the writer's next commit waits for a checkpoint that starts after it: with the writer paused that one
-//! copies everything (unless another process holds an old snapshot, which stops SQLite's own
-//! checkpoints too) and the next write starts the WAL over.
+//! finds a WAL of [`FRAME_LIMIT`] frames or more, the writer's next commit waits for a
+//! checkpoint that starts after it: with the writer paused that one copies everything
+//! (unless another process holds an old snapshot, which stops SQLite's own checkpoints too)
+//! and the next write starts the WAL over. The writer waits the same way when the
+//! checkpointer falls [`BEHIND_LIMIT`] commits behind, so a slow checkpoint cannot let the
+//! WAL grow while it runs either.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
