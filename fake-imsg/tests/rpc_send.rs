@@ -196,6 +196,40 @@ fn send_targets_resolve_and_write_rows() {
         .starts_with("AppleScript failed:"));
 }
 
+/// Sends one at a time (which the reader runs itself) and the memoized `chats.list` between
+/// them: every list sees the send before it.
+#[test]
+fn a_list_after_a_send_sees_it_and_the_file_is_current_at_eof() {
+    let f = Fixture::new();
+    let mut rpc = Rpc::v1(&f.db);
+    let first = |rpc: &mut Rpc| {
+        // Twice: the second is answered from the memo when nothing changed.
+        let a = rpc.ok("chats.list", json!({}));
+        let b = rpc.ok("chats.list", json!({}));
+        assert_eq!(a, b);
+        a["chats"][0]["id"].as_i64().unwrap()
+    };
+    assert_eq!(first(&mut rpc), 2);
+    for (i, chat) in [1, 2, 1, 1, 2].into_iter().enumerate() {
+        rpc.ok("send", json!({"chat_id": chat, "text": format!("n{i}")}));
+        assert_eq!(first(&mut rpc), chat, "after send {i}");
+    }
+    let (code, _) = rpc.finish();
+    assert_eq!(code, 0);
+    // The WAL was checkpointed when the server closed its writer: a copy of the world file
+    // alone has every row.
+    let copy = f.path("copy.db");
+    std::fs::copy(&f.db, &copy).unwrap();
+    let texts: Vec<String> = fake_imsg::world::World::open(&copy)
+        .unwrap()
+        .sent(0)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["n0", "n1", "n2", "n3", "n4"]);
+}
+
 #[test]
 fn send_files_become_attachments() {
     let f = Fixture::new();

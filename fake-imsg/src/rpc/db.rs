@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
@@ -75,6 +76,20 @@ impl Db {
     /// Runs `f` on this thread's cache entry (world, file identity, memo), reopening the
     /// world when the file changed: one `stat` per call.
     fn with_cached<T>(&self, f: impl FnOnce(&mut Cached) -> T) -> Result<T, Down> {
+        let key = self.identity()?;
+        CACHE.with(|c| Ok(f(self.current(&mut c.borrow_mut(), key, false)?)))
+    }
+
+    /// Runs `f` on the server's writing connection (see [`Writer`]), reopening it when the
+    /// file changed.
+    pub fn write<T>(&self, writer: &Writer, f: impl FnOnce(&World) -> T) -> Result<T, Down> {
+        let key = self.identity()?;
+        let mut slot = writer.slot.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(f(&self.current(&mut slot, key, true)?.world))
+    }
+
+    /// The file's (device, inode), or why it cannot be used.
+    fn identity(&self) -> Result<(u64, u64), Down> {
         if self.forced_down {
             return Err(Down::Unreadable);
         }
@@ -82,25 +97,38 @@ impl Db {
         if meta.is_dir() {
             return Err(Down::Unreadable);
         }
-        let key = (meta.dev(), meta.ino());
-        CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            let fresh = match c.as_ref() {
-                Some(cached) => cached.key != key || cached.path != self.path,
-                None => true,
-            };
-            if fresh {
-                *c = None;
-                let world = open_checked(&self.path).ok_or(Down::Unreadable)?;
-                *c = Some(Cached {
-                    key,
-                    path: self.path.clone(),
-                    world,
-                    memo: HashMap::new(),
-                });
+        Ok((meta.dev(), meta.ino()))
+    }
+
+    /// The entry of `slot` for the file with identity `key`, opening it if the slot is empty
+    /// or holds another file.
+    fn current<'c>(
+        &self,
+        slot: &'c mut Option<Cached>,
+        key: (u64, u64),
+        writes: bool,
+    ) -> Result<&'c mut Cached, Down> {
+        let fresh = match slot.as_ref() {
+            Some(cached) => cached.key != key || cached.path != self.path,
+            None => true,
+        };
+        if fresh {
+            *slot = None;
+            let world = open_checked(&self.path).ok_or(Down::Unreadable)?;
+            if writes {
+                // Sends must not checkpoint inside their commits.
+                if let Err(e) = world.defer_checkpoints() {
+                    tracing::debug!("checkpoints stay in the commits: {e}");
+                }
             }
-            Ok(f(c.as_mut().expect("just cached")))
-        })
+            *slot = Some(Cached {
+                key,
+                path: self.path.clone(),
+                world,
+                memo: HashMap::new(),
+            });
+        }
+        Ok(slot.as_mut().expect("just cached"))
     }
 
     /// Like `with`, mapping a down database to its -32002 error.
@@ -153,7 +181,8 @@ impl Db {
     }
 
     /// Drops this thread's memoized results: a connection does not see its own commits in
-    /// `data_version`, so writers call this after writing.
+    /// `data_version`, so a thread that writes through its own connection calls this after
+    /// writing (writes through a [`Writer`] are another connection's and need not).
     pub fn forget(&self) {
         CACHE.with(|c| {
             if let Some(cached) = c.borrow_mut().as_mut() {
@@ -176,6 +205,24 @@ impl Db {
     /// Whether the database can be used right now.
     pub fn probe(&self) -> Result<bool, Down> {
         self.with(|w| w.has_read_state())
+    }
+}
+
+/// The one connection the server writes through, whichever thread runs the write (a lane
+/// worker, or the reader running a mutation itself when nothing else is outstanding). Being
+/// no thread's own connection, its commits move every other connection's `data_version`,
+/// so no memo outlives them; and one writer means one checkpoint thread. Closed on drop or
+/// by `close`.
+#[derive(Default)]
+pub struct Writer {
+    slot: Mutex<Option<Cached>>,
+}
+
+impl Writer {
+    /// Closes the connection (its last commits are checkpointed first).
+    pub fn close(&self) {
+        let cached = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(cached);
     }
 }
 

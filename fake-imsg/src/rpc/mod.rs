@@ -207,7 +207,7 @@ fn dispatch_v1(sh: &Arc<Shared>, method: &str, params: &Map<String, Value>) -> R
         "message.send_status" => methods::send_status(sh, params),
         "watch.subscribe" => return watch::subscribe_v1(sh, params),
         "watch.unsubscribe" => watch::unsubscribe(sh, params),
-        "send" => send::send_v1(sh, params),
+        "send" => return Reply::encoded(send::send_v1(sh, params)),
         "send.tracked" => methods::send_tracked(sh, params),
         "typing" | "read" => send::typing_or_read(sh, method, params),
         "bridge.events.subscribe" => Err(RpcError::bridge_events_unavailable()),
@@ -240,7 +240,7 @@ fn dispatch_legacy(sh: &Arc<Shared>, method: &str, params: &Map<String, Value>) 
         "messages.history" => legacy_history(sh, &p),
         "watch.subscribe" => return watch::subscribe_legacy(sh, params),
         "watch.unsubscribe" => watch::unsubscribe(sh, params),
-        "send" => send::send_legacy(sh, params),
+        "send" => return Reply::encoded(send::send_legacy(sh, params)),
         "typing" | "read" => send::typing_or_read(sh, method, params),
         m => send::legacy_bridge(sh, m, params),
     }

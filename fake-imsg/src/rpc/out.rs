@@ -4,8 +4,9 @@
 //! been written.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::errors::result_envelope;
@@ -24,7 +25,9 @@ pub struct Out {
 
 /// Serializes like Apple's JSONSerialization as far as a reader can see: compact, with `/`
 /// escaped as `\/` (a `/` can only occur inside JSON strings, so a plain replace is exact).
-pub fn encode(v: &Value) -> String {
+/// Besides a `Value`, a result can come as a struct whose fields are in the order
+/// serde_json's map keeps keys, so it encodes to the same bytes without a tree to build.
+pub fn encode<T: Serialize + ?Sized>(v: &T) -> String {
     let s = serde_json::to_string(v).unwrap_or_else(|_| {
         r#"{"jsonrpc":"2.0","error":{"code":-32603,"message":"write failed"}}"#.to_string()
     });
@@ -37,16 +40,35 @@ pub fn encode(v: &Value) -> String {
 
 /// The line of `encode(&result_envelope(id, result))` from an encoded `result`: `result` is
 /// the envelope's last member whichever order the map keeps (sorted or inserted), and
-/// escaping `/` commutes with splicing because it only ever acts inside strings.
+/// escaping `/` commutes with splicing because it only ever acts inside strings. Built in
+/// one buffer with room for the newline `respond_line` adds.
 pub fn result_line(id: &Value, result: &str) -> String {
-    let mut head = encode(&result_envelope(id, Value::Null));
-    let cut = head.len() - "null}".len();
-    debug_assert!(head[..cut].ends_with("\"result\":"));
-    head.truncate(cut);
-    head.reserve(result.len() + 1);
-    head.push_str(result);
-    head.push('}');
-    head
+    let (before_id, before_result) = envelope_layout();
+    let id = encode(id);
+    let mut line =
+        String::with_capacity(before_id.len() + id.len() + before_result.len() + result.len() + 2);
+    line.push_str(before_id);
+    line.push_str(&id);
+    line.push_str(before_result);
+    line.push_str(result);
+    line.push('}');
+    line
+}
+
+/// The result envelope's text before the id and between the id and the result: it depends
+/// only on the order serde_json's map keeps, so it is worked out once from a real envelope.
+fn envelope_layout() -> &'static (String, String) {
+    static LAYOUT: OnceLock<(String, String)> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let line = encode(&result_envelope(&Value::Null, Value::Null));
+        let id = line.find("\"id\":null").expect("an id member") + "\"id\":".len();
+        let rest = &line[id + "null".len()..];
+        let result = rest
+            .strip_suffix("null}")
+            .expect("result is the last member");
+        debug_assert!(result.ends_with("\"result\":"));
+        (line[..id].to_string(), result.to_string())
+    })
 }
 
 impl Out {
@@ -61,14 +83,14 @@ impl Out {
     pub fn notify(&self, v: &Value) {
         let line = encode(v);
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        write_line(&mut g.w, &line);
+        write_line(&mut g.w, line);
     }
 
     /// Writes several lines under one lock (e.g. a notification and its duplicate).
     pub fn notify_all(&self, vs: &[Value]) {
         let lines: Vec<String> = vs.iter().map(encode).collect();
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        for l in &lines {
+        for l in lines {
             write_line(&mut g.w, l);
         }
     }
@@ -93,20 +115,22 @@ impl Out {
     }
 
     fn respond_line(&self, line: String) {
+        // Kept only when a fault will cut it in half.
+        let partial = self.faults.partial_line_after.map(|_| line.clone());
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        write_line(&mut g.w, &line);
+        write_line(&mut g.w, line);
         g.responses += 1;
         let n = g.responses;
         if self.faults.garbage_line_after == Some(n) {
-            write_line(&mut g.w, "fake-imsg: garbage line <<not json>>");
+            write_line(&mut g.w, "fake-imsg: garbage line <<not json>>".into());
         }
-        if self.faults.partial_line_after == Some(n) {
+        if let (Some(line), true) = (partial, self.faults.partial_line_after == Some(n)) {
             let half = &line[..line.len() / 2];
             let cut = (0..=half.len())
                 .rev()
                 .find(|i| half.is_char_boundary(*i))
                 .unwrap_or(0);
-            write_line(&mut g.w, &half[..cut]);
+            write_line(&mut g.w, half[..cut].to_string());
         }
         if self.faults.exit_after_requests == Some(n) {
             tracing::warn!("fault exit_after_requests={n}: exiting");
@@ -128,12 +152,12 @@ impl Out {
     }
 }
 
-fn write_line(w: &mut Box<dyn Write + Send>, line: &str) {
-    let mut buf = Vec::with_capacity(line.len() + 1);
-    buf.extend_from_slice(line.as_bytes());
-    buf.push(b'\n');
+/// Writes `line` and its newline in one `write` (the line's own buffer, grown by one byte if
+/// it has no room left).
+fn write_line(w: &mut Box<dyn Write + Send>, mut line: String) {
+    line.push('\n');
     // A closed stdout means the client is gone; stdin EOF will end the process.
-    let _ = w.write_all(&buf).and_then(|_| w.flush());
+    let _ = w.write_all(line.as_bytes()).and_then(|_| w.flush());
 }
 
 #[cfg(test)]

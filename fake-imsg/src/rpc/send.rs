@@ -6,13 +6,15 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::world::{ChatRow, InjectSpec, MessageRow, NewChat, OutgoingSpec, World};
+use crate::world::{ChatRow, InjectSpec, MessageRow, NewChat, World};
 
 use super::errors::{delivery_data, RpcError};
 use super::faults::MirrorEcho;
 use super::framing::Protocol;
+use super::out::encode;
 use super::params::{Lenient, Strict};
 use super::server::Shared;
 
@@ -165,8 +167,8 @@ struct SendReq {
     region: String,
 }
 
-/// `send` (v1).
-pub fn send_v1(sh: &Shared, params: &Map<String, Value>) -> R {
+/// `send` (v1); the result comes encoded (`out::encode`).
+pub fn send_v1(sh: &Shared, params: &Map<String, Value>) -> Result<String, RpcError> {
     const FMT: &[&str] = &["text_formatting", "textFormatting", "formatting"];
     const REPLY: &[&str] = &["reply_to", "replyTo", "reply_to_guid", "message_guid"];
     const SMSFB: &[&str] = &["allow_sms_fallback", "allowSMSFallback"];
@@ -259,8 +261,8 @@ pub fn send_v1(sh: &Shared, params: &Map<String, Value>) -> R {
     perform(sh, req)
 }
 
-/// `send` (legacy, lenient; imsg-rpc.md §7.5 order).
-pub fn send_legacy(sh: &Shared, params: &Map<String, Value>) -> R {
+/// `send` (legacy, lenient; imsg-rpc.md §7.5 order); the result comes encoded.
+pub fn send_legacy(sh: &Shared, params: &Map<String, Value>) -> Result<String, RpcError> {
     let p = Lenient { map: params };
     let service = p.string(&["service"]).unwrap_or_else(|| "auto".into());
     if !matches!(service.as_str(), "auto" | "imessage" | "sms") {
@@ -332,8 +334,8 @@ fn check_chat_legacy(sh: &Shared, target: &Target) -> Result<(), RpcError> {
     Ok(())
 }
 
-/// The AppleScript path: write the outgoing row(s) and answer.
-fn perform(sh: &Shared, req: SendReq) -> R {
+/// The AppleScript path: write the outgoing row(s) and answer (the result comes encoded).
+fn perform(sh: &Shared, req: SendReq) -> Result<String, RpcError> {
     if let Some(f) = &req.file {
         if !f.is_file() {
             let detail = format!("Attachment not found at {}", f.display());
@@ -343,7 +345,10 @@ fn perform(sh: &Shared, req: SendReq) -> R {
             });
         }
     }
-    let outcome = sh.db.with(|w| -> Result<(MessageRow, ChatRow), RpcError> {
+    let outcome = sh.write(|w| -> Result<(MessageRow, ChatRow), RpcError> {
+        // The lookup and the rows it leads to are one transaction: one lock round on the
+        // file, and the chat cannot change between the two.
+        let tx = w.begin().map_err(wrap)?;
         let resolved = resolve(w, &req.target)?.ok_or_else(|| applescript_unknown(&req.target))?;
         let chat = match resolved {
             Resolved::Chat(c) => *c,
@@ -355,51 +360,19 @@ fn perform(sh: &Shared, req: SendReq) -> R {
                 {
                     Some(c) => c,
                     None => {
-                        // First message to this handle: Messages creates the DM chat.
-                        let row = w
-                            .inject(&InjectSpec {
-                                chat_id: None,
-                                new_chat: Some(NewChat {
-                                    group: false,
-                                    display_name: None,
-                                    participants: vec![h.clone()],
-                                    service: if req.service == "sms" {
-                                        "SMS"
-                                    } else {
-                                        "iMessage"
-                                    }
-                                    .to_string(),
-                                }),
-                                from: h.clone(),
-                                text: req.text.clone(),
-                                attachments: req.file.iter().cloned().collect(),
-                                reaction: None,
-                                reply_to_guid: None,
-                                is_from_me: true,
-                                date: None,
-                                unjoined: false,
-                            })
-                            .map_err(wrap)?;
-                        let chat = row
-                            .chat_id
-                            .and_then(|id| w.chat(id).ok().flatten())
-                            .ok_or_else(|| RpcError::internal("new direct chat not found"))?;
-                        return Ok((row, chat));
+                        // `inject` writes in a transaction of its own.
+                        drop(tx);
+                        return first_direct_send(w, &req, h);
                     }
                 }
             }
         };
         let row = w
-            .record_send(&OutgoingSpec {
-                chat_id: chat.id,
-                text: req.text.clone(),
-                file: req.file.clone(),
-                service: chat.service.clone(),
-            })
+            .write_send(&chat, &req.text, req.file.as_deref(), &chat.service)
             .map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
         Ok((row, chat))
     });
-    sh.db.forget();
     let (row, chat) = match outcome {
         Ok(r) => r?,
         Err(d) => {
@@ -408,7 +381,7 @@ fn perform(sh: &Shared, req: SendReq) -> R {
             if let Target::ChatId(_) = req.target {
                 return Err(sh.db.error(d));
             }
-            return Ok(json!({"ok": true, "transport": "applescript"}));
+            return Ok(encode(&SendResult::UNVERIFIED));
         }
     };
     let n = sh.sends.fetch_add(1, Ordering::SeqCst) + 1;
@@ -444,25 +417,85 @@ fn perform(sh: &Shared, req: SendReq) -> R {
         ));
     }
     let verified = !req.text.is_empty();
-    let mut v = json!({"ok": true, "transport": "applescript"});
-    if verified {
-        v["id"] = json!(row.id);
-        if !row.guid.is_empty() {
-            v["guid"] = json!(row.guid);
-        }
-    }
-    if sh.protocol == Protocol::V1 {
-        if verified && !row.guid.is_empty() {
-            v["message_id"] = json!(row.guid);
-        }
-        if !chat.guid.is_empty() {
-            v["chat_guid"] = json!(chat.guid);
-        }
-        if !chat.service.is_empty() {
-            v["service"] = json!(chat.service);
-        }
-    }
-    Ok(v)
+    let v1 = sh.protocol == Protocol::V1;
+    let guid = (verified && !row.guid.is_empty()).then_some(row.guid.as_str());
+    Ok(encode(&SendResult {
+        chat_guid: (v1 && !chat.guid.is_empty()).then_some(chat.guid.as_str()),
+        guid,
+        id: verified.then_some(row.id),
+        message_id: guid.filter(|_| v1),
+        service: (v1 && !chat.service.is_empty()).then_some(chat.service.as_str()),
+        ..SendResult::UNVERIFIED
+    }))
+}
+
+/// A send's result, encoded as the object of its present members would be, without building
+/// that object: the fields are in the sorted order serde_json's map writes keys in (a test
+/// holds the two encodings equal).
+#[derive(Debug, Serialize)]
+struct SendResult<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chat_guid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<&'a str>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
+    transport: &'static str,
+}
+
+impl SendResult<'_> {
+    /// `{"ok":true,"transport":"applescript"}`: sent, but nothing verified or known.
+    const UNVERIFIED: SendResult<'static> = SendResult {
+        chat_guid: None,
+        guid: None,
+        id: None,
+        message_id: None,
+        ok: true,
+        service: None,
+        transport: "applescript",
+    };
+}
+
+/// First message to a handle without a direct chat: Messages creates the DM chat.
+fn first_direct_send(
+    w: &World,
+    req: &SendReq,
+    h: String,
+) -> Result<(MessageRow, ChatRow), RpcError> {
+    let row = w
+        .inject(&InjectSpec {
+            chat_id: None,
+            new_chat: Some(NewChat {
+                group: false,
+                display_name: None,
+                participants: vec![h.clone()],
+                service: if req.service == "sms" {
+                    "SMS"
+                } else {
+                    "iMessage"
+                }
+                .to_string(),
+            }),
+            from: h,
+            text: req.text.clone(),
+            attachments: req.file.iter().cloned().collect(),
+            reaction: None,
+            reply_to_guid: None,
+            is_from_me: true,
+            date: None,
+            unjoined: false,
+        })
+        .map_err(wrap)?;
+    let chat = row
+        .chat_id
+        .and_then(|id| w.chat(id).ok().flatten())
+        .ok_or_else(|| RpcError::internal("new direct chat not found"))?;
+    Ok((row, chat))
 }
 
 /// The `mirror_echo` fault: an inbound row that echoes what was just sent.
@@ -476,7 +509,7 @@ fn mirror(sh: &Shared, chat: &ChatRow, sent: &MessageRow, mode: MirrorEcho) {
         MirrorEcho::Text => (sent.text.clone(), None),
         MirrorEcho::ReplyTo => ("\u{FFFC}".to_string(), Some(sent.guid.clone())),
     };
-    let r = sh.db.with(|w| {
+    let r = sh.write(|w| {
         w.inject(&InjectSpec {
             chat_id: Some(chat.id),
             new_chat: None,
@@ -490,7 +523,6 @@ fn mirror(sh: &Shared, chat: &ChatRow, sent: &MessageRow, mode: MirrorEcho) {
             unjoined: false,
         })
     });
-    sh.db.forget();
     match r {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!("mirror_echo failed: {e}"),
@@ -694,5 +726,45 @@ mod tests {
             Some("remove-love")
         );
         assert!(normalize_tapback("wow").is_none());
+    }
+
+    #[test]
+    fn a_send_result_encodes_as_the_object_of_its_members() {
+        let full = SendResult {
+            chat_guid: Some("iMessage;+;chat1/2"),
+            guid: Some("G/1"),
+            id: Some(7),
+            message_id: Some("G/1"),
+            service: Some("SMS"),
+            ..SendResult::UNVERIFIED
+        };
+        let object = |r: &SendResult| {
+            let mut v = json!({"ok": r.ok, "transport": r.transport});
+            for (k, m) in [
+                ("chat_guid", r.chat_guid),
+                ("guid", r.guid),
+                ("message_id", r.message_id),
+                ("service", r.service),
+            ] {
+                if let Some(m) = m {
+                    v[k] = json!(m);
+                }
+            }
+            if let Some(id) = r.id {
+                v["id"] = json!(id);
+            }
+            encode(&v)
+        };
+        for r in [
+            full,
+            SendResult::UNVERIFIED,
+            SendResult {
+                chat_guid: Some("SMS;-;+1555"),
+                id: Some(1),
+                ..SendResult::UNVERIFIED
+            },
+        ] {
+            assert_eq!(encode(&r), object(&r), "{r:?}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The scheduler: reads stdin lines, parses them, admits requests under the 128 outstanding
 //! bound and runs them on the three lanes (mutation FIFO, read pool of 4, control), then the
 //! EOF sequence of imsg-rpc-v1.md §1.8. Legacy runs every request on one sequential worker.
+//! A send, typing or read that finds nothing else outstanding runs on the reader itself.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
@@ -11,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::db::{remember, Db};
+use super::db::{remember, Db, Down, Writer};
 use super::errors::{error_envelope, lane_blocked, RpcError};
 use super::faults::Faults;
 use super::framing::{parse_line, Parsed, Protocol};
 use super::lanes::{lane, ApiLevel, Lane};
 use super::out::Out;
 use super::watch::Registry;
-use crate::world::ChatRow;
+use crate::world::{ChatRow, World};
 
 /// The outstanding request bound of §1.7.
 pub const MAX_OUTSTANDING: usize = 128;
@@ -48,6 +49,8 @@ pub struct Shared {
     /// Legacy only: chat identity (identifier, guid, name, service, participants) as first
     /// seen, kept for the process lifetime like imsg 0.9 (imsg-rpc.md §7.1).
     legacy_chats: Mutex<HashMap<i64, ChatRow>>,
+    /// The connection sends write through.
+    writer: Writer,
 }
 
 /// File identity and the reader thread's `data_version`.
@@ -69,7 +72,9 @@ pub type After = Box<dyn FnOnce() + Send>;
 pub struct Reply {
     pub result: Result<Value, RpcError>,
     pub after: Option<After>,
-    /// `out::encode` of the Ok value when the handler already has it (a memoized read).
+    /// `out::encode` of the Ok value when the handler already has it (a memoized read, or a
+    /// handler that encodes its result itself). When present it is what is written, and the
+    /// value may be a placeholder (`Reply::encoded`).
     pub encoded: Option<String>,
 }
 
@@ -84,6 +89,19 @@ impl From<Result<Value, RpcError>> for Reply {
 }
 
 impl Reply {
+    /// The reply of a handler that encodes its own result (a `send`: no `Value` to build for
+    /// a result nobody reads before it is written).
+    pub fn encoded(result: Result<String, RpcError>) -> Reply {
+        match result {
+            Ok(encoded) => Reply {
+                result: Ok(Value::Null),
+                after: None,
+                encoded: Some(encoded),
+            },
+            Err(e) => Reply::from(Err(e)),
+        }
+    }
+
     /// The reply of a memoizable read, carrying its encoding along.
     pub fn memoized(result: Result<super::db::Memoized, RpcError>) -> Reply {
         match result {
@@ -116,7 +134,13 @@ impl Shared {
             first_seen: Mutex::new(HashMap::new()),
             memo: Mutex::new(HashMap::new()),
             legacy_chats: Mutex::new(HashMap::new()),
+            writer: Writer::default(),
         }
+    }
+
+    /// Runs `f` on the server's writing connection (`db::Writer`).
+    pub fn write<T>(&self, f: impl FnOnce(&World) -> T) -> Result<T, Down> {
+        self.db.write(&self.writer, f)
     }
 
     /// The chat as the protocol describes it. Legacy (imsg-rpc.md §7.1) caches identifier,
@@ -270,6 +294,10 @@ pub fn serve(sh: Arc<Shared>, input: impl BufRead, startup_error: Option<String>
     workers.push(spawn_worker(&sh, control.clone(), Lane::Control));
 
     read_loop(&sh, input, startup_error.as_deref(), |job, l| {
+        if runs_inline(&sh, &job, l) {
+            execute(&sh, job, l);
+            return;
+        }
         let q = match l {
             Lane::Mutation => mutation,
             Lane::Read => read,
@@ -288,12 +316,28 @@ pub fn serve(sh: Arc<Shared>, input: impl BufRead, startup_error: Option<String>
         let _ = w.join();
     }
     sh.watch.cancel_all();
+    // Checkpoints what is left of the WAL now, not whenever the last reference goes.
+    sh.writer.close();
     sh.out.flush();
     if startup_error.is_some() {
         1
     } else {
         0
     }
+}
+
+/// Whether the reader runs this job itself instead of handing it to its lane: a send,
+/// typing or read when nothing else is outstanding, so no lane holds a job it could
+/// overtake. Handing over cost a wake-up and a context switch on every round trip of a
+/// client that sends one request at a time; the price is that lines arriving meanwhile are
+/// read once it is done, which for a short write only shifts when they start. A delayed
+/// method (the `delay_ms` fault) always takes its lane: the other lanes must go on reading
+/// while it sleeps.
+fn runs_inline(sh: &Shared, job: &Job, lane: Lane) -> bool {
+    lane == Lane::Mutation
+        && matches!(job.method.as_str(), "send" | "typing" | "read")
+        && sh.outstanding.load(Ordering::SeqCst) == 1
+        && sh.faults.delay_for(&job.method) == 0
 }
 
 fn read_loop(

@@ -5,8 +5,10 @@
 //! `chat.db` can be opened here (missing optional columns read as NULL). Dates are Apple-epoch
 //! nanoseconds (`dates`). Several processes share one world: WAL mode, a 5 s busy timeout, and
 //! every write is one short `BEGIN IMMEDIATE` transaction (`write`). Scenario files (JSON5)
-//! compile into a world (`scenario`). Reads live in `read`.
+//! compile into a world (`scenario`). Reads live in `read`. A connection that writes on a
+//! request path can leave its WAL checkpoints to a thread of their own (`checkpoint`).
 
+mod checkpoint;
 pub mod dates;
 pub mod read;
 pub mod scenario;
@@ -56,6 +58,10 @@ pub struct World {
     message_cols: HashSet<String>,
     /// Whether our side tables (`fake_imsg_meta`, `fake_imsg_contact`) exist.
     has_side_tables: std::cell::Cell<bool>,
+    /// `defer_checkpoints` was called (and the checkpointer has not failed to start).
+    deferred: std::cell::Cell<bool>,
+    /// The checkpoint thread of a deferred world, started by its first commit.
+    checkpointer: std::cell::RefCell<Option<checkpoint::Checkpointer>>,
 }
 
 impl std::fmt::Debug for World {
@@ -320,7 +326,60 @@ impl World {
             path,
             message_cols,
             has_side_tables: std::cell::Cell::new(has_side_tables),
+            deferred: std::cell::Cell::new(false),
+            checkpointer: std::cell::RefCell::new(None),
         })
+    }
+
+    /// Takes WAL checkpoints off this connection's commits and runs them on a thread of their
+    /// own (see `checkpoint`), for a connection that writes on a request path. The thread
+    /// starts with the first commit, so a connection that only reads costs nothing.
+    pub fn defer_checkpoints(&self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_autocheckpoint=0")
+            .map_err(|e| self.err(e))?;
+        self.deferred.set(true);
+        Ok(())
+    }
+
+    /// After each commit of this connection: hands the WAL to the checkpointer.
+    pub(crate) fn committed(&self) {
+        if !self.deferred.get() {
+            return;
+        }
+        let mut cp = self.checkpointer.borrow_mut();
+        if cp.is_none() {
+            match self.start_checkpointer() {
+                Ok(c) => *cp = Some(c),
+                Err(e) => {
+                    // Without a checkpointer nothing would copy the WAL back: let SQLite's
+                    // own checkpoints do it again.
+                    tracing::warn!(
+                        "world {}: no background checkpoints: {e}",
+                        self.path.display()
+                    );
+                    self.deferred.set(false);
+                    let _ = self.conn.execute_batch("PRAGMA wal_autocheckpoint=1000");
+                    return;
+                }
+            }
+        }
+        if let Some(c) = cp.as_ref() {
+            c.committed();
+        }
+    }
+
+    fn start_checkpointer(&self) -> Result<checkpoint::Checkpointer> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| self.err(e))?;
+        // A checkpoint syncs the way its own connection says; match the writer's.
+        conn.execute_batch("PRAGMA synchronous=NORMAL")
+            .map_err(|e| self.err(e))?;
+        checkpoint::Checkpointer::start(conn)
+            .map_err(|e| WorldError::Io(format!("cannot start the checkpoint thread: {e}")))
     }
 
     /// The world file (absolute).
@@ -434,11 +493,8 @@ impl World {
             return None;
         }
         self.conn
-            .query_row(
-                "SELECT value FROM fake_imsg_meta WHERE key = ?1",
-                [key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT value FROM fake_imsg_meta WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)))
             .ok()
     }
 

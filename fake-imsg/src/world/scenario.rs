@@ -1028,7 +1028,7 @@ fn write_plan(world: &World, plan: &Plan) -> Result<()> {
         msg.join_chat = msg.join_chat.map(|_| chat_ids[pm.chat]);
         world.insert_message(&msg)?;
     }
-    tx.commit().map_err(|e| world.err(e))
+    tx.commit()
 }
 
 const FIRST: [&str; 16] = [

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 
 use super::{
     dates, tapback, ChatRow, InjectSpec, MessageRow, OutgoingSpec, Result, World, WorldError,
@@ -109,9 +109,43 @@ fn io_err(what: String, e: std::io::Error) -> WorldError {
     WorldError::Io(format!("{what}: {e}"))
 }
 
+/// A `BEGIN IMMEDIATE` transaction on a world's connection, rolled back if dropped without
+/// `commit` (as rusqlite's `Transaction` is). Its statements are prepared once per
+/// connection: parsing BEGIN and COMMIT afresh was a visible share of a `send`.
+pub(crate) struct WriteTx<'w> {
+    world: &'w World,
+}
+
+impl WriteTx<'_> {
+    /// Commits: from here on other connections see the writes (and their `data_version`
+    /// moves).
+    pub(crate) fn commit(self) -> Result<()> {
+        self.world.exec_cached("COMMIT")?;
+        self.world.committed();
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        // Uncommitted, or a COMMIT that failed and left the transaction open.
+        if !self.world.conn().is_autocommit() {
+            let _ = self.world.exec_cached("ROLLBACK");
+        }
+    }
+}
+
 impl World {
-    pub(crate) fn begin(&self) -> Result<Transaction<'_>> {
-        Transaction::new_unchecked(self.conn(), TransactionBehavior::Immediate)
+    pub(crate) fn begin(&self) -> Result<WriteTx<'_>> {
+        self.exec_cached("BEGIN IMMEDIATE")?;
+        Ok(WriteTx { world: self })
+    }
+
+    fn exec_cached(&self, sql: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map(|_| ())
             .map_err(|e| self.err(e))
     }
 
@@ -122,12 +156,8 @@ impl World {
         }
         let found: Option<i64> = self
             .conn()
-            .query_row(
-                "SELECT ROWID FROM handle WHERE id = ?1 AND service = ?2",
-                params![id, service],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT ROWID FROM handle WHERE id = ?1 AND service = ?2")
+            .and_then(|mut s| s.query_row(params![id, service], |r| r.get(0)).optional())
             .map_err(|e| self.err(e))?;
         if let Some(rowid) = found {
             return Ok(rowid);
@@ -138,11 +168,11 @@ impl World {
             None
         };
         self.conn()
-            .execute(
+            .prepare_cached(
                 "INSERT INTO handle (id, country, service, uncanonicalized_id, person_centric_id)
                  VALUES (?1, ?2, ?3, NULL, NULL)",
-                params![id, country, service],
             )
+            .and_then(|mut s| s.execute(params![id, country, service]))
             .map_err(|e| self.err(e))?;
         Ok(self.conn().last_insert_rowid())
     }
@@ -365,16 +395,6 @@ impl World {
         Ok(self.conn().last_insert_rowid())
     }
 
-    fn account_for_me(&self) -> Option<String> {
-        self.me().map(|m| {
-            if m.contains('@') {
-                format!("e:{m}")
-            } else {
-                format!("p:{m}")
-            }
-        })
-    }
-
     /// Handle ROWID an outgoing row carries: the recipient in a DM, 0 in a group.
     fn outgoing_handle(&self, chat: &ChatRow) -> Result<i64> {
         if chat.is_group() {
@@ -413,6 +433,7 @@ impl World {
             self.ensure_handle(spec.from.trim(), &chat.service)?
         };
         let date = spec.date.unwrap_or_else(dates::now_apple_ns);
+        let me = self.me();
         let mut m = NewMessage {
             guid: new_guid(),
             join_chat: if spec.unjoined { None } else { Some(chat.id) },
@@ -421,8 +442,8 @@ impl World {
             text: spec.text.clone(),
             date,
             service: chat.service.clone(),
-            destination_caller_id: self.me(),
-            account: self.account_for_me(),
+            account: account_for(me.as_deref()),
+            destination_caller_id: me,
             attachments: spec
                 .attachments
                 .iter()
@@ -448,7 +469,7 @@ impl World {
             set_reply(&mut m, &t);
         }
         let rowid = self.insert_message(&m)?;
-        tx.commit().map_err(|e| self.err(e))?;
+        tx.commit()?;
         self.message(rowid)?
             .ok_or_else(|| WorldError::NotFound(format!("message {rowid} vanished")))
     }
@@ -517,10 +538,29 @@ impl World {
     /// Writes what `send` sends (is_from_me = 1). Text and file give two rows (text first), as
     /// Messages does for an AppleScript send; the first row written is returned.
     pub fn record_send(&self, spec: &OutgoingSpec) -> Result<MessageRow> {
-        if spec.text.is_empty() && spec.file.is_none() {
+        let tx = self.begin()?;
+        let chat = self
+            .chat_uncounted(spec.chat_id)?
+            .ok_or_else(|| WorldError::NotFound(format!("unknown chat id {}", spec.chat_id)))?;
+        let row = self.write_send(&chat, &spec.text, spec.file.as_deref(), &spec.service)?;
+        tx.commit()?;
+        Ok(row)
+    }
+
+    /// `record_send` into a chat the caller already looked up, inside the caller's
+    /// transaction (`begin`), so a send costs one transaction and one chat lookup. An empty
+    /// `service` means the chat's.
+    pub(crate) fn write_send(
+        &self,
+        chat: &ChatRow,
+        text: &str,
+        file: Option<&Path>,
+        service: &str,
+    ) -> Result<MessageRow> {
+        if text.is_empty() && file.is_none() {
             return Err(WorldError::Invalid("text or file is required".into()));
         }
-        if let Some(f) = &spec.file {
+        if let Some(f) = file {
             if !f.is_file() {
                 return Err(WorldError::NotFound(format!(
                     "attachment file {} does not exist",
@@ -528,46 +568,54 @@ impl World {
                 )));
             }
         }
-        let tx = self.begin()?;
-        let chat = self
-            .chat_uncounted(spec.chat_id)?
-            .ok_or_else(|| WorldError::NotFound(format!("unknown chat id {}", spec.chat_id)))?;
-        let service = if spec.service.is_empty() {
-            chat.service.clone()
+        let service = if service.is_empty() {
+            &chat.service
         } else {
-            spec.service.clone()
+            service
         };
+        let me = self.me();
+        let handle_rowid = self.outgoing_handle(chat)?;
         let base = NewMessage {
             join_chat: Some(chat.id),
-            handle_rowid: self.outgoing_handle(&chat)?,
+            handle_rowid,
             is_from_me: true,
             date: dates::now_apple_ns(),
-            service,
-            destination_caller_id: self.me(),
-            account: self.account_for_me(),
+            service: service.to_string(),
+            account: account_for(me.as_deref()),
+            destination_caller_id: me,
             ..Default::default()
         };
         let mut first = None;
-        if !spec.text.is_empty() {
-            let row = self.insert_message(&NewMessage {
+        if !text.is_empty() {
+            let m = NewMessage {
                 guid: new_guid(),
-                text: spec.text.clone(),
+                text: text.to_string(),
                 ..base.clone()
-            })?;
-            first = Some(row);
+            };
+            let rowid = self.insert_message(&m)?;
+            // The row as `message(rowid)` would read it back, without the read: a text row
+            // has no attachments, its only chat is `chat`, and its sender is the handle
+            // `outgoing_handle` wrote (the DM's recipient), else the local account.
+            let sender = match (handle_rowid, chat.participants.first()) {
+                (0, _) | (_, None) => m.destination_caller_id.clone().unwrap_or_default(),
+                (_, Some(h)) => h.clone(),
+            };
+            first = Some(written_row(rowid, m, sender));
         }
-        if let Some(f) = &spec.file {
-            let row = self.insert_message(&NewMessage {
+        if let Some(f) = file {
+            let rowid = self.insert_message(&NewMessage {
                 guid: new_guid(),
-                attachments: vec![(new_guid(), AttachmentSource::Copy(f.clone()))],
-                ..base.clone()
+                attachments: vec![(new_guid(), AttachmentSource::Copy(f.to_path_buf()))],
+                ..base
             })?;
-            first.get_or_insert(row);
+            if first.is_none() {
+                first =
+                    Some(self.message(rowid)?.ok_or_else(|| {
+                        WorldError::NotFound(format!("message {rowid} vanished"))
+                    })?);
+            }
         }
-        tx.commit().map_err(|e| self.err(e))?;
-        let rowid = first.unwrap_or_default();
-        self.message(rowid)?
-            .ok_or_else(|| WorldError::NotFound(format!("message {rowid} vanished")))
+        Ok(first.expect("text or file was written"))
     }
 
     /// Writes the missing chat_message_join of an unjoined row.
@@ -580,7 +628,43 @@ impl World {
             return Err(WorldError::NotFound(format!("unknown chat id {chat_id}")));
         }
         self.join_rows(rowid, chat_id, m.date)?;
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit()
+    }
+}
+
+/// `account` of a row the local account writes: `e:` or `p:` and the account.
+fn account_for(me: Option<&str>) -> Option<String> {
+    me.map(|m| {
+        if m.contains('@') {
+            format!("e:{m}")
+        } else {
+            format!("p:{m}")
+        }
+    })
+}
+
+/// The `MessageRow` of a row without attachments just inserted as `m` into its `join_chat`.
+fn written_row(id: i64, m: NewMessage, sender: String) -> MessageRow {
+    MessageRow {
+        id,
+        guid: m.guid,
+        chat_id: m.join_chat,
+        sender,
+        is_from_me: m.is_from_me,
+        text: m.text,
+        date: m.date,
+        is_read: m.is_read,
+        date_read: m.date_read,
+        service: m.service,
+        associated_message_guid: m.associated_message_guid.filter(|s| !s.is_empty()),
+        associated_message_type: m.associated_message_type,
+        associated_message_emoji: m.associated_message_emoji.filter(|s| !s.is_empty()),
+        thread_originator_guid: m.thread_originator_guid.filter(|s| !s.is_empty()),
+        thread_originator_part: m.thread_originator_part.filter(|s| !s.is_empty()),
+        reply_to_guid: m.reply_to_guid.filter(|s| !s.is_empty()),
+        destination_caller_id: m.destination_caller_id.filter(|s| !s.is_empty()),
+        balloon_bundle_id: None,
+        attachments: Vec::new(),
     }
 }
 
@@ -599,4 +683,84 @@ fn create_parent(dest: &Path) -> Result<()> {
             .map_err(|e| io_err(format!("cannot create {}", dir.display()), e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn family(dir: &Path) -> World {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/worlds/family-group.json5");
+        World::build_from_scenario_file(&fixture, &dir.join("chat.db")).unwrap()
+    }
+
+    fn send(w: &World, chat_id: i64, text: &str, file: Option<PathBuf>) -> MessageRow {
+        w.record_send(&OutgoingSpec {
+            chat_id,
+            text: text.into(),
+            file,
+            service: String::new(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_send_returns_its_row_as_it_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = family(dir.path());
+        // A group (handle 0), a DM and an SMS DM; with and without a file after the text.
+        let file = dir.path().join("note.txt");
+        std::fs::write(&file, "x").unwrap();
+        for chat in [1, 2, 3] {
+            for f in [None, Some(file.clone())] {
+                let row = send(&w, chat, "hi / there", f);
+                assert_eq!(Some(&row), w.message(row.id).unwrap().as_ref());
+            }
+        }
+        // A file-only send returns the attachment row, read back.
+        let row = send(&w, 2, "", Some(file));
+        assert_eq!(row.attachments.len(), 1);
+        assert_eq!(Some(&row), w.message(row.id).unwrap().as_ref());
+    }
+
+    #[test]
+    fn without_a_local_account_a_group_send_has_no_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = World::build_from_scenario_str(
+            r#"{chats: [{group: true, participants: ["+15551110001", "a@b.com"], messages: []}]}"#,
+            &dir.path().join("chat.db"),
+        )
+        .unwrap();
+        let row = send(&w, 1, "hello", None);
+        assert_eq!(row.sender, "");
+        assert_eq!(row.destination_caller_id, None);
+        assert_eq!(Some(&row), w.message(row.id).unwrap().as_ref());
+    }
+
+    #[test]
+    fn a_failed_write_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = family(dir.path());
+        let before = w.max_rowid().unwrap();
+        let missing = dir.path().join("absent.png");
+        assert!(w
+            .record_send(&OutgoingSpec {
+                chat_id: 999,
+                text: "x".into(),
+                ..Default::default()
+            })
+            .is_err());
+        assert!(w
+            .record_send(&OutgoingSpec {
+                chat_id: 1,
+                text: "x".into(),
+                file: Some(missing),
+                ..Default::default()
+            })
+            .is_err());
+        assert!(w.conn().is_autocommit(), "no transaction left open");
+        assert_eq!(w.max_rowid().unwrap(), before);
+        send(&w, 1, "still writes", None);
+    }
 }
