@@ -18,7 +18,7 @@
 //! than fatal.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -269,8 +269,23 @@ struct AccountRuntime {
     state_dir: std::path::PathBuf,
     opts: GatewayOptions,
     cursor: watch::Sender<Option<i64>>,
+    /// No inbound message above this rowid is journaled (every rowid ingested or journaled
+    /// raises it), so a message above it needs no journal read to be known fresh.
+    journaled_upto: AtomicI64,
     shutdown: watch::Receiver<bool>,
 }
+
+/// An ingested batch whose journal commit is on its way: once it lands, the cursor it
+/// moved is published.
+struct Recording {
+    commit:
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<bool>, StateError>> + Send>>,
+    top: Option<i64>,
+}
+
+/// Batches whose commits the ingest does not wait for before taking the next one; past
+/// this it waits.
+const MAX_RECORDING: usize = 64;
 
 /// One message on its way to its chat.
 struct Job {
@@ -345,10 +360,11 @@ impl AccountRuntime {
                 let id = id.clone();
                 move |s| {
                     s.record_health(&id, &HealthEvent::Started)?;
-                    s.cursor_opt(&id)
+                    Ok((s.cursor_opt(&id)?, s.max_journaled_rowid(&id)?))
                 }
             })
             .await?;
+        let (durable, journaled_upto) = durable;
         let (cursor_tx, cursor_rx) = watch::channel(durable);
         let me = Arc::new(AccountRuntime {
             account: shared.account.clone(),
@@ -366,6 +382,7 @@ impl AccountRuntime {
             state_dir: shared.state_dir.clone(),
             opts: shared.opts.clone(),
             cursor: cursor_tx,
+            journaled_upto: AtomicI64::new(journaled_upto),
             shutdown: shutdown.clone(),
         });
         if let Some(h) = &me.remote_host {
@@ -401,6 +418,8 @@ impl AccountRuntime {
         let mut pending: Vec<(Value, Credit)> = Vec::new();
         let mut outbox = tokio::time::interval(me.opts.outbox_interval);
         outbox.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Ingested batches whose commits are on their way, oldest first.
+        let mut recording: std::collections::VecDeque<Recording> = Default::default();
         loop {
             let first = tokio::select! {
                 ev = ev_rx.recv() => match ev {
@@ -409,6 +428,13 @@ impl AccountRuntime {
                 },
                 _ = outbox.tick() => {
                     me.claim_outbox(&mut sessions, &slot_rx).await?;
+                    continue;
+                }
+                fresh = async { recording.front_mut().map(|r| r.commit.as_mut()).unwrap().await },
+                    if !recording.is_empty() =>
+                {
+                    let r = recording.pop_front().expect("a batch is recording");
+                    me.recorded(&fresh?, r.top);
                     continue;
                 }
             };
@@ -427,15 +453,54 @@ impl AccountRuntime {
                     }
                     other => other,
                 };
-                me.ingest(std::mem::take(&mut pending), &mut sessions, &slot_rx)
-                    .await?;
+                recording.extend(
+                    me.ingest(std::mem::take(&mut pending), &mut sessions, &slot_rx)
+                        .await?,
+                );
+                // The cursor of every batch before the event is published first: a rewind
+                // must not be overtaken by an older batch's position.
+                me.settle(&mut recording).await?;
                 me.on_event(ev).await?;
             }
-            me.ingest(std::mem::take(&mut pending), &mut sessions, &slot_rx)
-                .await?;
+            recording.extend(
+                me.ingest(std::mem::take(&mut pending), &mut sessions, &slot_rx)
+                    .await?,
+            );
+            if recording.len() >= MAX_RECORDING {
+                me.settle(&mut recording).await?;
+            }
         }
+        me.settle(&mut recording).await?;
         let _ = (&mut sup.0).await;
         Ok(())
+    }
+
+    /// Commits every batch still recording and publishes their cursors, in order.
+    async fn settle(
+        &self,
+        recording: &mut std::collections::VecDeque<Recording>,
+    ) -> anyhow::Result<()> {
+        if recording.is_empty() {
+            return Ok(());
+        }
+        self.db.flush().await?;
+        while let Some(r) = recording.pop_front() {
+            let fresh = r.commit.await?;
+            self.recorded(&fresh, r.top);
+        }
+        Ok(())
+    }
+
+    /// A batch's journal commit landed: its cursor is durable.
+    fn recorded(&self, fresh: &[bool], top: Option<i64>) {
+        if let Some(n) = fresh.iter().position(|f| !f) {
+            // Cannot happen while one gateway holds the state dir; the begin_answer check
+            // keeps such a reply from being sent twice regardless.
+            tracing::warn!(account = %self.id(), "message {n} of a batch was journaled meanwhile by someone else");
+        }
+        if let Some(t) = top {
+            self.cursor_moved(t);
+        }
     }
 
     async fn on_event(&self, ev: SupervisorEvent) -> anyhow::Result<()> {
@@ -496,6 +561,7 @@ impl AccountRuntime {
         let id = self.id().to_string();
         let reason = format!("unreadable: imsg cannot read this row ({error}); skipped");
         let error = error.to_string();
+        self.journaled_upto.fetch_max(rowid, Ordering::Relaxed);
         self.db
             .call(move |s| {
                 s.record_health(
@@ -630,9 +696,9 @@ impl AccountRuntime {
         raws: Vec<(Value, Credit)>,
         sessions: &mut Sessions,
         slot: &ConnectionSlot,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<Recording>> {
         if raws.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         // Rows seen but not journaled (unparsable, already handled) still move the cursor.
         let mut cursor: Option<i64> = None;
@@ -652,13 +718,44 @@ impl AccountRuntime {
                 }
             }
         }
-        let keys: Vec<String> = parsed.iter().map(|(k, ..)| k.clone()).collect();
-        // Approvals are read once per batch: an approval made with the CLI while the gateway
-        // runs counts from the sender's next message on.
-        let (known, approved) = {
+        // A message above every rowid ever journaled cannot be journaled yet: a fresh batch
+        // needs no read of the journal (a read waits for every queued write to commit).
+        let upto = self.journaled_upto.load(Ordering::Relaxed);
+        let keys: Vec<String> = parsed
+            .iter()
+            .filter(|(_, m, ..)| m.rowid <= upto)
+            .map(|(k, ..)| k.clone())
+            .collect();
+        let top_seen = parsed.iter().map(|(_, m, ..)| m.rowid).max();
+        if let Some(t) = top_seen {
+            self.journaled_upto.fetch_max(t, Ordering::Relaxed);
+        }
+        // Approvals are read once per batch, and only when a DM in it consults them: an
+        // approval made with the CLI while the gateway runs counts from the sender's next
+        // message on.
+        let needs_approvals = parsed
+            .iter()
+            .any(|(_, m, ..)| self.policy.consults_approvals(m));
+        let (known_keys, approved) = if keys.is_empty() && !needs_approvals {
+            (HashSet::new(), HashSet::new())
+        } else {
             let id = self.id().to_string();
             self.db
-                .call(move |s| Ok((s.known(&id, &keys)?, s.approved_senders(&id)?)))
+                .call(move |s| {
+                    let known = s.known(&id, &keys)?;
+                    let approved = if needs_approvals {
+                        s.approved_senders(&id)?
+                    } else {
+                        HashSet::new()
+                    };
+                    let known_keys: HashSet<String> = keys
+                        .iter()
+                        .zip(known)
+                        .filter(|(_, known)| *known)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    Ok((known_keys, approved))
+                })
                 .await?
         };
         struct Row {
@@ -680,8 +777,8 @@ impl AccountRuntime {
         }
         let mut rows: Vec<Row> = Vec::new();
         let mut seen = HashSet::new();
-        for ((key, msg, raw, credit), known) in parsed.into_iter().zip(known) {
-            if known || !seen.insert(key.clone()) {
+        for (key, msg, raw, credit) in parsed {
+            if known_keys.contains(&key) || !seen.insert(key.clone()) {
                 tracing::debug!(account = %self.id(), guid = %key, "not answered: {}",
                     SkipReason::AlreadyHandled);
                 cursor = cursor.max(Some(msg.rowid));
@@ -695,7 +792,8 @@ impl AccountRuntime {
             } else if self.echo.lock().unwrap().is_mirror(&msg, now) {
                 Err(SkipReason::MirrorEcho.as_str().to_string())
             } else {
-                let is_approved = approved.contains(&self.policy.sender_id(&msg));
+                let is_approved = self.policy.consults_approvals(&msg)
+                    && approved.contains(&self.policy.sender_id(&msg));
                 Ok(access::decide(&self.policy, &msg, is_approved))
             };
             let (status, reason, admit) = match decision {
@@ -795,12 +893,15 @@ impl AccountRuntime {
             .collect();
         // Submitted, then the admitted messages are dispatched before its commit: the store
         // keeps submission order, so no reply's plan (and so no send) can be durable before
-        // the message it answers, and the agent starts while the disk works. Every row here
-        // passed the `known` read above and only this loop journals inbound messages, so all
-        // are fresh; the commit's answer is checked all the same before the cursor moves.
+        // the message it answers, and the agent starts while the disk works. The commit is
+        // not asked for: the first plan that is needed carries it (one commit for the
+        // message and its reply), else the store's timer does; the run loop publishes the
+        // cursor once it lands. Every row here passed the `known` check above and only this
+        // loop journals inbound messages, so all are fresh; the commit's answer is checked
+        // all the same before the cursor moves.
         let committed = {
             let id = self.id().to_string();
-            self.db.submit(move |s| {
+            self.db.submit_later(move |s| {
                 let batch: Vec<Inbound<'_>> = items
                     .iter()
                     .map(|o| Inbound {
@@ -824,7 +925,9 @@ impl AccountRuntime {
             let Some(a) = row.admit else {
                 continue;
             };
-            tracing::info!(account = %self.id(), guid = %row.key, session = %a.session,
+            // Debug: at info, a message's one line is its outcome ("answered in ...", or
+            // why it was not), and a flood does not pay for two.
+            tracing::debug!(account = %self.id(), guid = %row.key, session = %a.session,
                 sender = %row.msg.sender, "admitted message {}", row.msg.rowid);
             self.dispatch(
                 Job {
@@ -843,16 +946,10 @@ impl AccountRuntime {
                 slot,
             );
         }
-        let fresh = committed.await?;
-        if let Some(n) = fresh.iter().position(|f| !f) {
-            // Cannot happen while one gateway holds the state dir; the begin_answer check
-            // keeps such a reply from being sent twice regardless.
-            tracing::warn!(account = %self.id(), "message {n} of a batch was journaled meanwhile by someone else");
-        }
-        if let Some(t) = top {
-            self.cursor_moved(t);
-        }
-        Ok(())
+        Ok(Some(Recording {
+            commit: Box::pin(committed.committed()),
+            top,
+        }))
     }
 
     /// Logs a message not answered for a policy reason: at info, but for one chat and one
@@ -1207,8 +1304,12 @@ impl AccountRuntime {
         }
         let text = Value::Array(plan.clone()).to_string();
         let (id, key2) = (self.id().to_string(), key.to_string());
-        // Submitted now, awaited by the sending stage: nothing is sent before it is durable.
-        let journaled = self.db.submit(move |s| s.begin_answer(&id, &key2, &text));
+        // Queued now, committed by the time the sending stage needs it (nothing is sent
+        // before it is durable); plans queued ahead of their sends share commits.
+        let journaled = self
+            .db
+            .submit_later(move |s| s.begin_answer(&id, &key2, &text))
+            .wanted();
         let chat_id = match target {
             crate::outbound::Target::ChatId(id) => Some(id),
             _ => msg.chat_id,

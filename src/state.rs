@@ -239,6 +239,9 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        // Room for every hot statement, savepoints and commits included (the default is 16,
+        // fewer than the hot path uses, which would parse some of them again and again).
+        conn.set_prepared_statement_cache_capacity(64);
         let corrupt = |e: rusqlite::Error| classify(path, e);
         // The first statement that reads the header tells a non-database file apart.
         let mode: String = conn
@@ -247,8 +250,12 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::debug!("state file {} journal mode is {mode}", path.display());
         }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-            .map_err(corrupt)?;
+        // temp_store=MEMORY: every store call runs in a savepoint, whose journal of page
+        // images otherwise goes to a temporary file, one write per page it touches.
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
+        )
+        .map_err(corrupt)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(corrupt)?;
@@ -347,15 +354,14 @@ impl Store {
         f: impl FnOnce(&Self) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
         let top = self.conn.is_autocommit();
-        self.conn
-            .execute_batch("SAVEPOINT atomically")
+        self.run_cached("SAVEPOINT atomically")
             .map_err(|e| self.sql(e))?;
         let out = f(self);
         let end = if out.is_ok() {
-            self.conn.execute_batch("RELEASE atomically")
+            self.run_cached("RELEASE atomically")
         } else {
-            self.conn
-                .execute_batch("ROLLBACK TO atomically; RELEASE atomically")
+            self.run_cached("ROLLBACK TO atomically")
+                .and_then(|()| self.run_cached("RELEASE atomically"))
         };
         if let Err(e) = end {
             // A failed outermost RELEASE (the commit) leaves the transaction open.
@@ -370,6 +376,11 @@ impl Store {
     /// A statement on the hot path, parsed once per connection.
     fn exec_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
         self.conn.prepare_cached(sql)?.execute(params)
+    }
+
+    /// A statement without parameters or rows (a savepoint, a commit), parsed once.
+    pub(crate) fn run_cached(&self, sql: &str) -> rusqlite::Result<()> {
+        self.exec_cached(sql, []).map(|_| ())
     }
 
     fn sql(&self, source: rusqlite::Error) -> StateError {
@@ -495,6 +506,17 @@ impl Store {
         }
                 Ok(out)
         })
+    }
+
+    /// The highest rowid of an inbound message journaled for `account` (0 when none).
+    pub fn max_journaled_rowid(&self, account: &str) -> Result<i64, StateError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(max(rowid), 0) FROM journal WHERE account = ?1",
+                [account],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))
     }
 
     /// Which of these GUIDs are journaled already (one read for a batch).

@@ -124,6 +124,13 @@ impl Policy {
         normalize_handle(&msg.sender, &self.region)
     }
 
+    /// Whether a pairing approval can change this message's decision: only DMs under
+    /// `dmPolicy` "pairing" or "allowlist" consult them, so a batch without such a DM needs
+    /// no read of the approvals.
+    pub fn consults_approvals(&self, msg: &InboundMessage) -> bool {
+        !self.is_group(msg) && !matches!(self.dm_policy, DmPolicy::Disabled | DmPolicy::Open)
+    }
+
     /// A chat listed by id in `groups` is a group even when imsg says it is not (reference
     /// §1.4): the operator said so. `"*"` alone does not make a chat a group.
     pub fn is_group(&self, msg: &InboundMessage) -> bool {

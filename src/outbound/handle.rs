@@ -5,6 +5,8 @@
 //! canonical way (reference §5.1). Anything else is kept as it is: unlike the reference, a
 //! word never collapses to `+`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use phonenumber::country;
@@ -94,16 +96,48 @@ fn normalize_phone(s: &str, region: &str) -> Option<String> {
     if !s.starts_with('+') && digits.len() <= 6 {
         return Some(digits);
     }
+    // libphonenumber's parse is most of a message's CPU time in the gateway (its patterns
+    // run on every sender and participant), and a gateway sees the same few numbers over
+    // and over: the answers are kept, per thread, a bounded number of them.
+    let cached = PHONES.with(|c| {
+        c.borrow()
+            .get(&(s.to_string(), region.to_string()))
+            .cloned()
+    });
+    if let Some(hit) = cached {
+        return Some(hit);
+    }
+    let out = parse_phone(s, region, digits);
+    PHONES.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= PHONE_CACHE {
+            c.clear();
+        }
+        c.insert((s.to_string(), region.to_string()), out.clone());
+    });
+    Some(out)
+}
+
+/// Phone numbers normalised per thread, at most this many (then it starts over).
+const PHONE_CACHE: usize = 1024;
+
+thread_local! {
+    static PHONES: RefCell<HashMap<(String, String), String>> = RefCell::new(HashMap::new());
+}
+
+fn parse_phone(s: &str, region: &str, digits: String) -> String {
     let id = country::Id::from_str(&region.trim().to_ascii_uppercase()).ok();
     match phonenumber::parse(id, s) {
-        Ok(n) => Some(n.format().mode(phonenumber::Mode::E164).to_string()),
+        Ok(n) => n.format().mode(phonenumber::Mode::E164).to_string(),
         // Not a number libphonenumber understands (too short, bad `+` placement, ...): keep
         // the digits so spacing and punctuation differences still compare equal.
-        Err(_) => Some(if s.starts_with('+') {
-            format!("+{digits}")
-        } else {
-            digits
-        }),
+        Err(_) => {
+            if s.starts_with('+') {
+                format!("+{digits}")
+            } else {
+                digits
+            }
+        }
     }
 }
 
@@ -113,6 +147,15 @@ mod tests {
 
     fn n(s: &str) -> String {
         normalize_handle(s, "US")
+    }
+
+    #[test]
+    fn a_remembered_number_is_still_read_in_the_region_asked_for() {
+        for _ in 0..2 {
+            assert_eq!(normalize_handle("020 7946 0018", "GB"), "+442079460018");
+            assert_eq!(normalize_handle("020 7946 0018", "US"), "+102079460018");
+            assert_eq!(normalize_handle("(201) 555-0101", "US"), "+12015550101");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The store thread: the running gateway's one connection to the state database, and group
-//! commit.
+//! The store thread: the running gateway's one connection to the state database, group
+//! commit, and checkpoints off the hot path.
 //!
 //! Every store call of the gateway is a closure queued here and run on the blocking pool by
 //! one drain at a time (never on a runtime worker). Calls that arrive
@@ -11,17 +11,43 @@
 //! durable before it. A busy database (another process holds the write lock) is waited
 //! for with backoff, never fatal.
 //!
+//! Not every call needs its commit at once. A call somebody waits for ([`Db::submit`])
+//! starts a drain; a write nobody waits for ([`Db::detach`]) and a result wanted only
+//! later ([`Db::submit_later`]) wait for the next drain, which runs at the latest
+//! [`DEFER`] after them. Under a flood that folds a reply's acknowledgement and the plans
+//! of the replies behind it into the commit the next message needs anyway, instead of a
+//! commit (and an fsync) each.
+//!
+//! WAL checkpoints run on a thread of their own: SQLite's automatic checkpoint copies the
+//! WAL into the database inside whichever commit crosses 1,000 pages, with two fsyncs, and
+//! the reply waiting on that commit paid for it. A checkpoint that falls [`WAL_LIMIT`]
+//! frames behind is run by the drain itself, so the WAL stays bounded.
+//!
 //! The queue is not bounded here but by its producers: the ingest loop waits for each batch,
 //! and a session has at most its lookahead of plans and a few acknowledgements in flight.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::{StateError, Store};
 
 /// Most calls in one transaction: a bound on how long one commit can keep a caller waiting.
 const MAX_BATCH: usize = 512;
+
+/// How long a write nobody waits for may stay queued before a drain commits it.
+pub const DEFER: Duration = Duration::from_millis(10);
+
+/// Commits between two background checkpoints (a send's journal writes dirty a few pages
+/// each, so this is about SQLite's own 1,000-page interval).
+const CHECKPOINT_EVERY: u64 = 64;
+
+/// WAL frames past which the drain checkpoints itself instead of waiting for the thread
+/// (32 MiB at 4 KiB pages): the thread's passive checkpoints cannot restart the WAL while
+/// commits keep landing beside them.
+const WAL_LIMIT: i64 = 8192;
 
 /// One submitted call: runs (perhaps more than once, while the database is busy), then
 /// hears how its transaction ended.
@@ -82,22 +108,59 @@ pub struct Db(Arc<Shared>);
 struct Shared {
     queue: Mutex<Queue>,
     store: Mutex<Store>,
+    checkpoints: Arc<Checkpoints>,
 }
 
 struct Queue {
-    calls: VecDeque<Box<dyn Op>>,
+    /// Calls with their place in the order.
+    calls: VecDeque<(u64, Box<dyn Op>)>,
+    /// The place the next call takes.
+    next: u64,
+    /// Calls up to this place are wanted now: a drain runs until it has committed them.
+    wanted: u64,
     /// Whether a drain is running on the blocking pool (at most one is).
     draining: bool,
+    /// Whether a timer will start a drain for calls not wanted yet.
+    armed: bool,
+}
+
+impl Queue {
+    fn wants_drain(&self) -> bool {
+        self.calls.front().is_some_and(|(at, _)| *at <= self.wanted)
+    }
+}
+
+/// When a queued call's commit is needed.
+#[derive(Clone, Copy, PartialEq)]
+enum Need {
+    Now,
+    Later,
 }
 
 impl Db {
     pub fn new(store: Store) -> Db {
+        // Checkpoints move to their own thread (see the module doc). A store that cannot
+        // start one keeps SQLite's automatic checkpoints: slower, still correct.
+        let checkpoints = Arc::new(Checkpoints::default());
+        let background = store
+            .conn
+            .execute_batch("PRAGMA wal_autocheckpoint=0")
+            .map_err(|e| e.to_string())
+            .and_then(|()| Checkpoints::start(&checkpoints, store.path().to_path_buf()));
+        if let Err(e) = background {
+            tracing::warn!("state database checkpoints stay in the commits: {e}");
+            let _ = store.conn.execute_batch("PRAGMA wal_autocheckpoint=1000");
+        }
         Db(Arc::new(Shared {
             queue: Mutex::new(Queue {
                 calls: VecDeque::new(),
+                next: 0,
+                wanted: 0,
                 draining: false,
+                armed: false,
             }),
             store: Mutex::new(store),
+            checkpoints,
         }))
     }
 
@@ -109,15 +172,44 @@ impl Db {
         F: FnMut(&mut Store) -> Result<T, StateError> + Send + 'static,
     {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.send(Box::new(Call {
-            f,
-            result: None,
-            reply: Some(reply),
-            detached: None,
-        }));
+        self.send(
+            Box::new(Call {
+                f,
+                result: None,
+                reply: Some(reply),
+                detached: None,
+            }),
+            Need::Now,
+        );
         async move {
             rx.await
                 .unwrap_or_else(|_| Err(StateError::stopped("the store stopped")))
+        }
+    }
+
+    /// [`Db::submit`] for a result wanted only later: `f` takes its place in the order
+    /// now, but its commit waits for the next drain (at most [`DEFER`] away). The handle
+    /// says whether its result is then wanted at once ([`Later::wanted`]) or whenever that
+    /// drain comes ([`Later::committed`]).
+    pub fn submit_later<T, F>(&self, f: F) -> Later<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Store) -> Result<T, StateError> + Send + 'static,
+    {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let at = self.send(
+            Box::new(Call {
+                f,
+                result: None,
+                reply: Some(reply),
+                detached: None,
+            }),
+            Need::Later,
+        );
+        Later {
+            rx,
+            at,
+            shared: self.0.clone(),
         }
     }
 
@@ -130,19 +222,22 @@ impl Db {
         self.submit(f).await
     }
 
-    /// Submits a write nobody waits for (its failure is logged as `what`): for records
-    /// whose loss a restart repairs, such as a reply's last acknowledgement, which the
-    /// history check finds again.
+    /// Submits a write nobody waits for (its failure is logged as `what`), committed with
+    /// the next drain, at most [`DEFER`] later: for records whose loss a restart repairs,
+    /// such as a reply's last acknowledgement, which the history check finds again.
     pub fn detach<F>(&self, what: impl Into<String>, f: F)
     where
         F: FnMut(&mut Store) -> Result<(), StateError> + Send + 'static,
     {
-        self.send(Box::new(Call {
-            f,
-            result: None,
-            reply: None,
-            detached: Some(what.into()),
-        }));
+        self.send(
+            Box::new(Call {
+                f,
+                result: None,
+                reply: None,
+                detached: Some(what.into()),
+            }),
+            Need::Later,
+        );
     }
 
     /// Waits until everything submitted before it is committed.
@@ -150,41 +245,108 @@ impl Db {
         self.call(|_| Ok(())).await
     }
 
-    fn send(&self, op: Box<dyn Op>) {
+    /// Queues `op` and returns its place in the order.
+    fn send(&self, op: Box<dyn Op>, need: Need) -> u64 {
         let mut q = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.calls.push_back(op);
-        if !q.draining {
-            q.draining = true;
-            let shared = self.0.clone();
-            // On the blocking pool, not a thread of our own: the runtime then knows work is
-            // in flight, so a paused clock (tests, the simulator) does not jump past it.
-            tokio::task::spawn_blocking(move || drain(&shared));
+        let at = q.next;
+        q.next += 1;
+        q.calls.push_back((at, op));
+        if need == Need::Now {
+            q.wanted = at;
         }
+        start(&self.0, &mut q);
+        at
     }
 }
 
-/// Runs batches until the queue is empty.
-fn drain(shared: &Shared) {
+/// A call submitted with [`Db::submit_later`].
+pub struct Later<T> {
+    rx: tokio::sync::oneshot::Receiver<Result<T, StateError>>,
+    at: u64,
+    shared: Arc<Shared>,
+}
+
+impl<T> Later<T> {
+    /// Its result, asking for its commit now.
+    pub async fn wanted(self) -> Result<T, StateError> {
+        if self.rx.is_empty() {
+            want(&self.shared, self.at);
+        }
+        Self::result(self.rx).await
+    }
+
+    /// Its result, once a drain somebody else asked for (or the timer) has committed it.
+    pub async fn committed(self) -> Result<T, StateError> {
+        Self::result(self.rx).await
+    }
+
+    async fn result(
+        rx: tokio::sync::oneshot::Receiver<Result<T, StateError>>,
+    ) -> Result<T, StateError> {
+        rx.await
+            .unwrap_or_else(|_| Err(StateError::stopped("the store stopped")))
+    }
+}
+
+/// Calls up to place `at` are wanted now.
+fn want(shared: &Arc<Shared>, at: u64) {
+    let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+    q.wanted = q.wanted.max(at);
+    start(shared, &mut q);
+}
+
+/// Starts a drain when calls are wanted now, or arms the timer for calls that can wait.
+fn start(shared: &Arc<Shared>, q: &mut Queue) {
+    if q.draining {
+        return;
+    }
+    if q.wants_drain() {
+        q.draining = true;
+        let shared = shared.clone();
+        // On the blocking pool, not a thread of our own: the runtime then knows work is
+        // in flight, so a paused clock (tests, the simulator) does not jump past it.
+        tokio::task::spawn_blocking(move || drain(&shared));
+    } else if !q.calls.is_empty() && !q.armed {
+        q.armed = true;
+        let shared = shared.clone();
+        // The runtime's timer: under a paused clock the deferred calls land when the
+        // clock moves on, as they would in real time.
+        tokio::spawn(async move {
+            tokio::time::sleep(DEFER).await;
+            let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.armed = false;
+            q.wanted = q.wanted.max(q.next.saturating_sub(1));
+            start(&shared, &mut q);
+        });
+    }
+}
+
+/// Runs batches until every call wanted now is committed.
+fn drain(shared: &Arc<Shared>) {
     let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let mut wait = Duration::from_millis(20);
     let mut waited = Duration::ZERO;
     let mut warned = false;
-    let mut again: Vec<Box<dyn Op>> = Vec::new();
+    let mut again: Vec<(u64, Box<dyn Op>)> = Vec::new();
     loop {
-        let batch: Vec<Box<dyn Op>> = {
+        let batch: Vec<(u64, Box<dyn Op>)> = {
             let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             for op in again.drain(..).rev() {
                 q.calls.push_front(op);
             }
-            if q.calls.is_empty() {
+            if !q.wants_drain() {
                 q.draining = false;
+                // Calls that can wait are left for the timer.
+                start(shared, &mut q);
                 return;
             }
+            // Everything queued goes in, wanted or not: one commit carries it all.
             let n = q.calls.len().min(MAX_BATCH);
             q.calls.drain(..n).collect()
         };
         again = run_batch(&mut store, batch);
         if again.is_empty() {
+            shared.checkpoints.committed(&store);
             if warned {
                 tracing::info!("the state database is writable again");
                 warned = false;
@@ -205,38 +367,40 @@ fn drain(shared: &Shared) {
 
 /// Runs `batch` in one transaction. Returns the calls to run again because the database was
 /// busy (in order: once one call meets a busy database, the ones after it wait too).
-fn run_batch(store: &mut Store, batch: Vec<Box<dyn Op>>) -> Vec<Box<dyn Op>> {
-    if let Err(e) = store.conn.execute_batch("BEGIN IMMEDIATE") {
+fn run_batch(store: &mut Store, batch: Vec<(u64, Box<dyn Op>)>) -> Vec<(u64, Box<dyn Op>)> {
+    if let Err(e) = store.run_cached("BEGIN IMMEDIATE") {
         let e = store.sql(e);
         if e.is_busy() {
             return batch;
         }
-        for op in batch {
+        for (_, op) in batch {
             op.finish(Some(&e));
         }
         return Vec::new();
     }
-    let mut done: Vec<Box<dyn Op>> = Vec::with_capacity(batch.len());
-    let mut again: Vec<Box<dyn Op>> = Vec::new();
+    let mut done: Vec<(u64, Box<dyn Op>)> = Vec::with_capacity(batch.len());
+    let mut again: Vec<(u64, Box<dyn Op>)> = Vec::new();
     let mut lost: Option<StateError> = None;
-    for mut op in batch {
+    for (at, mut op) in batch {
         if !again.is_empty() || lost.is_some() {
-            again.push(op);
+            again.push((at, op));
             continue;
         }
-        if let Err(e) = store.conn.execute_batch("SAVEPOINT call") {
+        if let Err(e) = store.run_cached("SAVEPOINT call") {
             lost = Some(store.sql(e));
-            again.push(op);
+            again.push((at, op));
             continue;
         }
         let ran = op.run(store);
         let undo = !ran || op.failed();
         let end = if undo {
-            "ROLLBACK TO call; RELEASE call"
+            store
+                .run_cached("ROLLBACK TO call")
+                .and_then(|()| store.run_cached("RELEASE call"))
         } else {
-            "RELEASE call"
+            store.run_cached("RELEASE call")
         };
-        if let Err(e) = store.conn.execute_batch(end) {
+        if let Err(e) = end {
             lost = Some(store.sql(e));
         }
         if store.conn.is_autocommit() && lost.is_none() {
@@ -246,24 +410,24 @@ fn run_batch(store: &mut Store, batch: Vec<Box<dyn Op>>) -> Vec<Box<dyn Op>> {
             ));
         }
         if ran {
-            done.push(op);
+            done.push((at, op));
         } else {
-            again.push(op);
+            again.push((at, op));
         }
     }
     if let Some(e) = lost {
         if !store.conn.is_autocommit() {
             let _ = store.conn.execute_batch("ROLLBACK");
         }
-        for op in done {
+        for (_, op) in done {
             op.finish(Some(&e));
         }
         // Nothing of the later calls ran for good: they are run again.
         return again;
     }
-    match store.conn.execute_batch("COMMIT") {
+    match store.run_cached("COMMIT") {
         Ok(()) => {
-            for op in done {
+            for (_, op) in done {
                 op.finish(None);
             }
             again
@@ -277,11 +441,110 @@ fn run_batch(store: &mut Store, batch: Vec<Box<dyn Op>>) -> Vec<Box<dyn Op>> {
                 done.extend(again);
                 return done;
             }
-            for op in done {
+            for (_, op) in done {
                 op.finish(Some(&e));
             }
             again
         }
+    }
+}
+
+/// The checkpoint thread's side of the store: how many commits it has not covered yet,
+/// and how long the WAL was at its last checkpoint.
+#[derive(Default)]
+struct Checkpoints {
+    state: Mutex<Pending>,
+    wake: Condvar,
+    /// Frames in the WAL when the last checkpoint ran.
+    wal_frames: AtomicI64,
+    /// The thread runs (it stops when the store is dropped).
+    running: AtomicBool,
+}
+
+#[derive(Default)]
+struct Pending {
+    commits: u64,
+    stop: bool,
+}
+
+impl Checkpoints {
+    fn start(this: &Arc<Checkpoints>, path: PathBuf) -> Result<(), String> {
+        let conn = rusqlite::Connection::open(&path).map_err(|e| e.to_string())?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .and_then(|()| conn.execute_batch("PRAGMA synchronous=FULL"))
+            .map_err(|e| e.to_string())?;
+        let me = this.clone();
+        std::thread::Builder::new()
+            .name("state-checkpoint".into())
+            .spawn(move || me.run(conn, &path))
+            .map_err(|e| e.to_string())?;
+        this.running.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Called by the drain after each commit.
+    fn committed(&self, store: &Store) {
+        if !self.running.load(Ordering::Acquire) {
+            return;
+        }
+        if self.wal_frames.load(Ordering::Relaxed) > WAL_LIMIT {
+            // The thread could not keep up: this commit's caller pays for one checkpoint.
+            match store
+                .conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(1))
+            {
+                Ok(frames) => tracing::debug!("state WAL checkpointed in line at {frames} frames"),
+                Err(e) => tracing::warn!("checkpointing the state database failed: {e}"),
+            }
+            self.wal_frames.store(0, Ordering::Relaxed);
+        }
+        let mut p = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        p.commits += 1;
+        if p.commits >= CHECKPOINT_EVERY {
+            self.wake.notify_one();
+        }
+    }
+
+    fn run(&self, conn: rusqlite::Connection, path: &std::path::Path) {
+        loop {
+            {
+                let mut p = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if p.stop {
+                        return;
+                    }
+                    if p.commits >= CHECKPOINT_EVERY {
+                        break;
+                    }
+                    // The last commits of a burst are covered once it is over.
+                    let (next, timeout) = self
+                        .wake
+                        .wait_timeout(p, Duration::from_millis(100))
+                        .unwrap_or_else(|e| e.into_inner());
+                    p = next;
+                    if timeout.timed_out() && p.commits > 0 {
+                        break;
+                    }
+                }
+                p.commits = 0;
+            }
+            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+                Ok(frames) => self.wal_frames.store(frames, Ordering::Relaxed),
+                Err(e) => tracing::warn!("checkpointing {} failed: {e}", path.display()),
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let mut p = self
+            .checkpoints
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        p.stop = true;
+        self.checkpoints.wake.notify_one();
     }
 }
 
@@ -369,5 +632,71 @@ mod tests {
         db.flush().await.unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.cursor("default").unwrap(), 50);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_nobody_waits_for_is_committed_within_the_deferral() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(Store::open(dir.path()).unwrap());
+        db.detach("journaling", |s| {
+            s.record_inbound(&inbound("late", 7)).map(|_| ())
+        });
+        let other = Store::open(dir.path()).unwrap();
+        assert_eq!(other.cursor("default").unwrap(), 0, "not committed at once");
+        tokio::time::sleep(DEFER + Duration::from_millis(1)).await;
+        // The drain runs on the blocking pool; a flush-free read waits for it in real time.
+        let t = std::time::Instant::now();
+        while other.cursor("default").unwrap() != 7 {
+            assert!(t.elapsed() < Duration::from_secs(10), "never committed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_call_rides_along_with_the_next_commit_somebody_waits_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(Store::open(dir.path()).unwrap());
+        let later = db.submit_later(|s| s.record_inbound(&inbound("a", 1)));
+        db.call(|s| s.record_inbound(&inbound("b", 2)))
+            .await
+            .unwrap();
+        // Well before the deferral runs out: only the commit of "b" can have carried "a".
+        let a = tokio::time::timeout(Duration::from_millis(1), later.committed()).await;
+        assert!(matches!(a, Ok(Ok(true))), "{a:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_call_that_is_wanted_commits_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(Store::open(dir.path()).unwrap());
+        let later = db.submit_later(|s| s.record_inbound(&inbound("a", 1)));
+        let a = tokio::time::timeout(Duration::from_millis(1), later.wanted()).await;
+        assert!(matches!(a, Ok(Ok(true))), "{a:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_is_copied_into_the_database_off_the_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(Store::open(dir.path()).unwrap());
+        let file = Store::file_in(dir.path());
+        let before = std::fs::metadata(&file).unwrap().len();
+        let big = "x".repeat(2000);
+        for i in 0..(2 * CHECKPOINT_EVERY as i64) {
+            let (guid, big) = (format!("g{i}"), big.clone());
+            db.call(move |s| {
+                s.record_inbound(&Inbound {
+                    payload: Some(&big),
+                    ..inbound(&guid, i + 1)
+                })
+            })
+            .await
+            .unwrap();
+        }
+        // Automatic checkpoints are off on the writer: only the thread grows the file.
+        let t = std::time::Instant::now();
+        while std::fs::metadata(&file).unwrap().len() <= before {
+            assert!(t.elapsed() < Duration::from_secs(10), "no checkpoint ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
