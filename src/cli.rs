@@ -381,9 +381,14 @@ async fn chats(cli: &Cli, limit: u32, as_json: bool) -> i32 {
     };
     let client = proc_.client.clone();
     let result = async {
-        negotiate(&client, Duration::from_secs(10)).await?;
+        let n = negotiate(&client, Duration::from_secs(10)).await?;
         client
-            .request("chats.list", json!({"limit": limit.max(1)}))
+            .call(
+                n.protocol,
+                &crate::imsg::protocol::Request::ChatsList {
+                    limit: limit.max(1),
+                },
+            )
             .await
     }
     .await;

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -31,11 +31,11 @@ use crate::access::{self, Decision, GroupContext, Policy, SkipKind, SkipLog};
 use crate::agent::{Agent, ContextMessage, Envelope};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountConfig, Config};
-use crate::imsg::client::{DATABASE_UNAVAILABLE, DELIVERY_OUTCOME_UNKNOWN, MUTATION_LANE_BLOCKED};
+use crate::imsg::protocol::{ErrorCode, Page, Request, SendReceipt};
 use crate::imsg::supervisor::{self, Credit};
 use crate::imsg::{
-    sanitize_params, Connection, ConnectionSlot, Connector, ProcessConnector, RpcError, SpawnSpec,
-    SupervisorEvent, SupervisorOptions,
+    Connection, ConnectionSlot, Connector, ProcessConnector, RpcError, SpawnSpec, SupervisorEvent,
+    SupervisorOptions,
 };
 use crate::inbound::{self, EchoGuard, InboundMessage, SkipReason};
 use crate::routing::{self, ReplyTarget};
@@ -1426,11 +1426,13 @@ impl AccountRuntime {
                 .lock()
                 .unwrap()
                 .record_sent(d.chat_id, &text, None, now);
-            let params = sanitize_params(conn.protocol, "send", params);
-            match conn.client.request("send", params).await {
+            match conn
+                .client
+                .call(conn.protocol, &Request::Send(params))
+                .await
+            {
                 Ok(result) => {
-                    let guid = sent_guid(&result);
-                    let row = result.get("id").and_then(Value::as_i64);
+                    let SendReceipt { row_id: row, guid } = SendReceipt::from_result(&result);
                     let now = self.opts.clock.now_ms();
                     self.echo
                         .lock()
@@ -1461,13 +1463,13 @@ impl AccountRuntime {
                     d.uncertain = true;
                     after_epoch = conn.epoch;
                 }
-                Err(e) if e.code() == Some(MUTATION_LANE_BLOCKED) => {
+                Err(e) if e.error_code() == Some(ErrorCode::MutationLaneBlocked) => {
                     tracing::warn!(account = %self.id(), guid = %key,
                         "chunk {k}/{n}: imsg's mutation lane is blocked ({e}); restarting imsg and sending it again (it was not started)");
                     conn.request_restart();
                     after_epoch = conn.epoch;
                 }
-                Err(e) if file_only && may_have_completed(&e) => {
+                Err(e) if file_only && e.may_have_completed() => {
                     // imsg cannot verify an attachment-only send without its bridge (imsg-rpc
                     // v1 §4.8): it most likely went out. Resending could send it twice, and
                     // the chunks after it are not at risk, so it counts as sent.
@@ -1478,15 +1480,15 @@ impl AccountRuntime {
                     }
                     d.next += 1;
                 }
-                Err(e) if e.code() == Some(DELIVERY_OUTCOME_UNKNOWN) => {
-                    if lane_blocked(&e) {
+                Err(e) if e.error_code() == Some(ErrorCode::DeliveryOutcomeUnknown) => {
+                    if e.lane_blocked() {
                         tracing::warn!(account = %self.id(), "imsg's mutation lane is blocked; restarting the child");
                         conn.request_restart();
                     }
                     let why = format!("send of chunk {k}/{n} failed: {e} (delivery outcome unknown; not retried, so it is never sent twice)");
                     return self.final_failure(key, &why);
                 }
-                Err(e) if retryable(&e) => {
+                Err(e) if e.retryable() => {
                     tracing::warn!(account = %self.id(), guid = %key,
                         "chunk {k}/{n}: {e}; retrying in {} ms", backoff.as_millis());
                     let mut sd = self.shutdown.clone();
@@ -1545,12 +1547,19 @@ impl AccountRuntime {
         after_rowid: i64,
         text: &str,
     ) -> Result<Option<i64>, RpcError> {
-        let params = sanitize_params(
-            conn.protocol,
-            "messages.history",
-            json!({"chat_id": chat, "limit": RECONCILE_HISTORY}),
+        let page = Page::from_result(
+            conn.client
+                .call(
+                    conn.protocol,
+                    &Request::History {
+                        chat_id: chat,
+                        limit: RECONCILE_HISTORY,
+                        attachments: false,
+                        end: None,
+                    },
+                )
+                .await?,
         );
-        let page = conn.client.request("messages.history", params).await?;
         let id = self.id().to_string();
         let claimed: HashSet<i64> = self
             .db
@@ -1560,10 +1569,8 @@ impl AccountRuntime {
             .unwrap_or_default();
         let want = text.trim();
         let found = page
-            .get("messages")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+            .messages
+            .iter()
             .filter(|m| m.get("is_from_me").and_then(Value::as_bool) == Some(true))
             .filter_map(|m| {
                 let rowid = m.get("id").and_then(Value::as_i64)?;
@@ -1585,22 +1592,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// imsg said "not now": busy (`-32000`), database unavailable (`-32002`), or `retry_safe`.
-fn retryable(e: &RpcError) -> bool {
-    match e {
-        RpcError::Remote { code, data, .. } => {
-            *code == -32000
-                || *code == DATABASE_UNAVAILABLE
-                || data
-                    .as_ref()
-                    .and_then(|d| d.get("retry_safe"))
-                    .and_then(Value::as_bool)
-                    == Some(true)
-        }
-        _ => false,
-    }
-}
-
 /// The journal key: the message GUID, or the rowid on schemas without GUIDs.
 pub fn journal_key(msg: &InboundMessage) -> String {
     let g = msg.guid.trim();
@@ -1608,49 +1599,6 @@ pub fn journal_key(msg: &InboundMessage) -> String {
         format!("rowid:{}", msg.rowid)
     } else {
         g.to_string()
-    }
-}
-
-/// The GUID of a sent message from a `send` result (`guid`, then string `message_id`).
-pub fn sent_guid(result: &Value) -> Option<String> {
-    ["guid", "message_id"].iter().find_map(|k| {
-        result
-            .get(*k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-            .map(String::from)
-    })
-}
-
-/// `-32004`, or a `-32001` whose send is still in flight: every later send on this child
-/// fails until it is restarted (imsg-rpc-v1 §1.7, §6.6).
-/// `-32001` with `disposition: "may_have_completed"`: imsg handed it over and cannot tell.
-pub(crate) fn may_have_completed(e: &RpcError) -> bool {
-    match e {
-        RpcError::Remote { code, data, .. } => {
-            *code == DELIVERY_OUTCOME_UNKNOWN
-                && data
-                    .as_ref()
-                    .and_then(|d| d.get("disposition"))
-                    .and_then(Value::as_str)
-                    == Some("may_have_completed")
-        }
-        _ => false,
-    }
-}
-
-fn lane_blocked(e: &RpcError) -> bool {
-    match e {
-        RpcError::Remote { code, data, .. } => {
-            *code == MUTATION_LANE_BLOCKED
-                || (*code == DELIVERY_OUTCOME_UNKNOWN
-                    && data
-                        .as_ref()
-                        .and_then(|d| d.get("disposition"))
-                        .and_then(Value::as_str)
-                        == Some("still_in_flight"))
-        }
-        _ => false,
     }
 }
 
@@ -1668,6 +1616,7 @@ fn context_of(msg: &InboundMessage, policy: &Policy) -> ContextMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_state_database_locked_longer_than_sqlites_busy_timeout_is_waited_for() {
@@ -1692,17 +1641,11 @@ mod tests {
             message: "x".into(),
             data,
         };
-        assert!(retryable(&remote(-32000, None)));
-        assert!(retryable(&remote(-32002, None)));
-        assert!(retryable(&remote(
-            -32603,
-            Some(json!({"retry_safe": true}))
-        )));
-        assert!(!retryable(&remote(-32602, None)));
-        assert!(!retryable(&remote(
-            -32001,
-            Some(json!({"retry_safe": false}))
-        )));
-        assert!(!retryable(&RpcError::Closed));
+        assert!(remote(-32000, None).retryable());
+        assert!(remote(-32002, None).retryable());
+        assert!(remote(-32603, Some(json!({"retry_safe": true}))).retryable());
+        assert!(!remote(-32602, None).retryable());
+        assert!(!remote(-32001, Some(json!({"retry_safe": false}))).retryable());
+        assert!(!RpcError::Closed.retryable());
     }
 }

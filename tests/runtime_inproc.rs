@@ -199,6 +199,34 @@ async fn a_fresh_gateway_restarted_before_its_first_message_misses_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_fresh_gateway_records_the_tail_even_when_a_chats_newest_row_is_unreadable() {
+    for level in [Level::V1, Level::Legacy] {
+        let dir = state_dir();
+        let imsg = MemImsg::new(level, 7);
+        imsg.inject(2, false, "+15550100002", "old history, never answered");
+        imsg.inject_unreadable(1, "+15550100001");
+        let gw = Gw::start(config(dir.path(), ""), &imsg);
+        until(
+            &format!("{level:?}: the watch"),
+            Duration::from_secs(60),
+            || subscribed(&imsg) > 0,
+        )
+        .await;
+        gw.stop().await;
+        assert!(
+            replies_in(&imsg, 2).is_empty(),
+            "{level:?}: history is not answered"
+        );
+        // The tail was recorded, so a restart replays what arrives meanwhile.
+        let store = Store::open_existing(dir.path()).unwrap().unwrap();
+        assert!(
+            store.cursor_opt("default").unwrap().is_some(),
+            "{level:?}: no cursor recorded"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_gateway_killed_mid_reply_sends_only_the_missing_chunks_after_a_restart() {
     for level in [Level::V1, Level::Legacy] {
         let dir = state_dir();

@@ -13,7 +13,8 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::config::{AccountConfig, Config};
-use crate::imsg::{negotiate, sanitize_params};
+use crate::imsg::negotiate;
+use crate::imsg::protocol::{Request, SendReceipt};
 use crate::outbound::{files, parse_target, plan_send};
 use crate::state::{DirLock, JournalStatus, StateError, Store};
 
@@ -188,12 +189,14 @@ async fn send_direct(account: &AccountConfig, plan: &[Value]) -> i32 {
         for (i, p) in plan.iter().enumerate() {
             let line = describe(i + 1, n, p);
             let file_only = p.get("text").is_none() && p.get("file").is_some();
-            match client.request("send", sanitize_params(protocol, "send", p.clone())).await {
+            match client.call(protocol, &Request::Send(p.clone())).await {
                 Ok(r) => {
-                    let guid = crate::gateway::sent_guid(&r).unwrap_or_else(|| "?".into());
+                    let guid = SendReceipt::from_result(&r)
+                        .guid
+                        .unwrap_or_else(|| "?".into());
                     println!("sent {line} (guid {guid})");
                 }
-                Err(e) if file_only && crate::gateway::may_have_completed(&e) => {
+                Err(e) if file_only && e.may_have_completed() => {
                     println!("sent {line} (handed to Messages; imsg cannot verify an attachment-only send)");
                 }
                 Err(e) => {

@@ -20,17 +20,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use super::protocol::{ErrorCode, Protocol, Request};
+
 /// Default per-request timeout (the reference client's 10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// JSON-RPC "Method not found"; on `initialize` it means the legacy (pre-v1) surface.
-pub const METHOD_NOT_FOUND: i64 = -32601;
-/// v1 "Database unavailable" (retryable; the child keeps running).
-pub const DATABASE_UNAVAILABLE: i64 = -32002;
-/// v1 "Delivery outcome unknown": never retry automatically.
-pub const DELIVERY_OUTCOME_UNKNOWN: i64 = -32001;
-/// v1 "Mutation lane blocked": only a restart of the child clears it.
-pub const MUTATION_LANE_BLOCKED: i64 = -32004;
 
 /// Why a request did not produce a result.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +54,65 @@ impl RpcError {
         }
     }
 
+    /// The code of an answer imsg gave, told apart.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        self.code().map(ErrorCode::from_code)
+    }
+
     pub fn is_method_not_found(&self) -> bool {
-        self.code() == Some(METHOD_NOT_FOUND)
+        self.error_code() == Some(ErrorCode::MethodNotFound)
+    }
+
+    /// A string field of the error's `data` object (`disposition`, `retry_safe`, ...).
+    fn data_field(&self, key: &str) -> Option<&Value> {
+        match self {
+            RpcError::Remote { data: Some(d), .. } => d.get(key),
+            _ => None,
+        }
+    }
+
+    /// imsg said "not now": busy (`-32000`), database unavailable (`-32002`), or
+    /// `retry_safe` in its delivery data.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self.error_code(),
+            Some(ErrorCode::ServerBusy | ErrorCode::DatabaseUnavailable)
+        ) || (self.code().is_some()
+            && self.data_field("retry_safe").and_then(Value::as_bool) == Some(true))
+    }
+
+    /// `-32001` with `disposition: "may_have_completed"`: imsg handed it over and cannot
+    /// tell.
+    pub fn may_have_completed(&self) -> bool {
+        self.error_code() == Some(ErrorCode::DeliveryOutcomeUnknown)
+            && self.data_field("disposition").and_then(Value::as_str) == Some("may_have_completed")
+    }
+
+    /// `-32004`, or a `-32001` whose send is still in flight: every later send on this child
+    /// fails until it is restarted (imsg-rpc-v1 §1.7, §6.6).
+    pub fn lane_blocked(&self) -> bool {
+        match self.error_code() {
+            Some(ErrorCode::MutationLaneBlocked) => true,
+            Some(ErrorCode::DeliveryOutcomeUnknown) => {
+                self.data_field("disposition").and_then(Value::as_str) == Some("still_in_flight")
+            }
+            _ => false,
+        }
+    }
+
+    /// A failure of one read that another read may not share (a row imsg cannot decode), as
+    /// opposed to the connection or the database being down, imsg being busy, or a method
+    /// it does not have.
+    pub fn row_level(&self) -> bool {
+        !matches!(
+            self.error_code(),
+            None | Some(
+                ErrorCode::DatabaseUnavailable
+                    | ErrorCode::MutationLaneBlocked
+                    | ErrorCode::ServerBusy
+                    | ErrorCode::MethodNotFound
+            )
+        )
     }
 
     /// True when the request certainly never reached imsg (retry it on the next connection).
@@ -81,7 +131,7 @@ impl RpcError {
     /// True when the failure says nothing about whether the request was carried out.
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, RpcError::Timeout { .. } | RpcError::Closed)
-            || self.code() == Some(DELIVERY_OUTCOME_UNKNOWN)
+            || self.error_code() == Some(ErrorCode::DeliveryOutcomeUnknown)
     }
 
     /// `data` as text: strings as they are, objects as compact JSON.
@@ -253,6 +303,25 @@ impl Client {
             .await
     }
 
+    /// A typed request, its params built for `protocol`.
+    pub async fn call(&self, protocol: Protocol, req: &Request) -> Result<Value, RpcError> {
+        self.call_with_timeout(protocol, req, self.inner.default_timeout)
+            .await
+    }
+
+    /// [`Client::call`] with its own timeout.
+    pub async fn call_with_timeout(
+        &self,
+        protocol: Protocol,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Value, RpcError> {
+        self.request_with_timeout(req.method(), req.params(protocol), timeout)
+            .await
+    }
+
+    /// A request with raw params, as given (no key set applied): for callers that speak
+    /// for imsg's protocol themselves, such as tests.
     pub async fn request_with_timeout(
         &self,
         method: &str,
@@ -741,7 +810,7 @@ mod tests {
         peer.next_request().await;
         peer.send(r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32001,"message":"Delivery outcome unknown","data":{"retry_safe":false,"disposition":"may_have_completed"}}}"#).await;
         let err = call.await.unwrap().unwrap_err();
-        assert_eq!(err.code(), Some(DELIVERY_OUTCOME_UNKNOWN));
+        assert_eq!(err.error_code(), Some(ErrorCode::DeliveryOutcomeUnknown));
         assert!(err.outcome_unknown());
         assert_eq!(
             err.data_text().unwrap(),

@@ -16,5 +16,5 @@ mod unreadable;
 pub use client::{Client, Notification, RpcError, DEFAULT_TIMEOUT};
 pub use connector::{Connector, Link, Peer, ProcessConnector};
 pub use process::{ImsgProcess, SpawnError, SpawnSpec};
-pub use protocol::{negotiate, sanitize_params, Negotiated, Protocol};
+pub use protocol::{negotiate, sanitize_params, ErrorCode, Negotiated, Protocol, Request};
 pub use supervisor::{Connection, ConnectionSlot, CursorRx, SupervisorEvent, SupervisorOptions};

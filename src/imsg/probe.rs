@@ -6,11 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::client::RpcError;
 use super::process::{locate, ImsgProcess, SpawnError, SpawnSpec};
-use super::protocol::{negotiate, Protocol};
+use super::protocol::{negotiate, ErrorCode, Protocol, Request};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ProbeReport {
@@ -67,7 +66,7 @@ pub async fn probe(cli_path: &str, db_path: Option<PathBuf>, timeout: Duration) 
             Ok(n) => n,
             // A legacy (0.8.2+) child that cannot open the database answers every request,
             // `initialize` included, with -32603 and the permission text.
-            Err(RpcError::Remote { code: -32603, .. }) => {
+            Err(e) if e.error_code() == Some(ErrorCode::Internal) => {
                 return Ok((Protocol::Legacy, None, false, None));
             }
             Err(e) => return Err(e),
@@ -75,12 +74,12 @@ pub async fn probe(cli_path: &str, db_path: Option<PathBuf>, timeout: Duration) 
         match n.protocol {
             Protocol::V1 => Ok((n.protocol, n.version, n.database_ready, n.database_error)),
             Protocol::Legacy => match client
-                .request_with_timeout("chats.list", json!({"limit": 1}), timeout)
+                .call_with_timeout(Protocol::Legacy, &Request::ChatsList { limit: 1 }, timeout)
                 .await
             {
                 Ok(_) => Ok((Protocol::Legacy, None, true, None)),
                 // Legacy children answer everything with -32603 when the database cannot open.
-                Err(RpcError::Remote { code: -32603, .. }) => {
+                Err(e) if e.error_code() == Some(ErrorCode::Internal) => {
                     Ok((Protocol::Legacy, None, false, None))
                 }
                 Err(e) => Err(e),

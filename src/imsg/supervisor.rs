@@ -27,14 +27,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::client::{Client, Notification, Notifications};
 use super::connector::{Connector, Link};
 use super::process::SpawnError;
-use super::protocol::{negotiate, Negotiated, Protocol};
-use super::unreadable::{self, row_level};
+use super::protocol::{negotiate, ChatIds, Negotiated, Page, Protocol, Request, Subscribed};
+use super::unreadable;
 
 /// Timings and knobs; the defaults are the production figures, tests shrink them.
 #[derive(Debug, Clone)]
@@ -290,9 +290,9 @@ impl Session<'_> {
         tracing::warn!(account = %self.label(), resume_after_rowid = ?from,
             "messages arrive faster than they are answered and imsg's notifications were cut off; resuming the watch after the last message handed over");
         let _ = client
-            .request_with_timeout(
-                "watch.unsubscribe",
-                json!({"subscription": subscription}),
+            .call_with_timeout(
+                protocol,
+                &Request::Unsubscribe { subscription },
                 self.opts.request_timeout,
             )
             .await;
@@ -365,7 +365,7 @@ impl Session<'_> {
                 }
                 _ = wait_shutdown(shutdown) => {
                     let _ = client
-                        .request_with_timeout("watch.unsubscribe", json!({"subscription": subscription}), Duration::from_secs(1))
+                        .call_with_timeout(protocol, &Request::Unsubscribe { subscription }, Duration::from_secs(1))
                         .await;
                     return Outcome::Shutdown;
                 }
@@ -385,8 +385,7 @@ impl Session<'_> {
                     }
                 }
                 _ = health.tick() => {
-                    let (method, params) = health_probe(protocol);
-                    match client.request_with_timeout(method, params, self.opts.health_timeout).await {
+                    match client.call_with_timeout(protocol, &health_probe(protocol), self.opts.health_timeout).await {
                         Ok(_) => {}
                         Err(e) if e.is_transport() => {
                             return Outcome::Failed(format!("health check failed, imsg stopped answering: {e}"));
@@ -427,7 +426,7 @@ impl Session<'_> {
             }
             wait = (wait * 2).min(self.opts.backoff_max);
             let status = client
-                .request_with_timeout("status", json!({}), timeout)
+                .call_with_timeout(Protocol::V1, &Request::Status, timeout)
                 .await
                 .map_err(|e| format!("status failed: {e}"))?;
             negotiated = Negotiated::from_status(status);
@@ -466,7 +465,7 @@ impl Session<'_> {
         // after N requests cannot afford on every restart.
         if let Some(cur) = from.filter(|c| *c > 0) {
             if self.first_start && !cursor_row_exists(client, negotiated.protocol, cur).await {
-                if let Some(newest) = newest_rowid(client).await {
+                if let Some(newest) = newest_rowid(client, negotiated.protocol).await {
                     if newest < cur {
                         tracing::warn!(account = %self.label(),
                             "the Messages database looks replaced (newest rowid {newest} < cursor {cur}); rewinding the cursor to {newest}");
@@ -494,23 +493,17 @@ impl Session<'_> {
         if let (Protocol::V1, Some(f)) = (protocol, from) {
             since = Some(self.catch_up(client, f).await?);
         }
-        // Tapbacks are asked for on purpose: the gateway's own filter then drops them (logged),
-        // and the cursor covers them, instead of relying on imsg to leave them out.
-        let mut params = json!({"attachments": self.opts.attachments, "include_reactions": true});
-        // 0 would mean "at the tail" to imsg; -1 is "from the first row".
-        if let Some(since) = since {
-            params["since_rowid"] = json!(if since > 0 { since } else { -1 });
-        }
         let result = client
-            .request("watch.subscribe", params)
+            .call(
+                protocol,
+                &Request::Subscribe {
+                    after: since,
+                    attachments: self.opts.attachments,
+                },
+            )
             .await
             .map_err(|e| format!("watch.subscribe failed: {e}"))?;
-        let sub = result
-            .get("subscription")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| {
-                format!("watch.subscribe answered without a subscription id: {result}")
-            })?;
+        let sub = Subscribed::from_result(&result)?.subscription;
         tracing::info!(account = %self.label(), subscription = sub, since_rowid = ?since, "watching");
         Ok(sub)
     }
@@ -526,7 +519,7 @@ impl Session<'_> {
                 .await
             {
                 Ok(p) => p,
-                Err(e) if row_level(&e) => {
+                Err(e) if e.row_level() => {
                     if !single {
                         tracing::warn!(account = %self.label(),
                             "messages.after from rowid {since} failed ({e}); reading one row at a time to find the row imsg cannot read");
@@ -535,25 +528,19 @@ impl Session<'_> {
                     }
                     let bad =
                         unreadable::narrow_after(client, since, self.opts.attachments).await?;
-                    self.step_over(client, since, bad, &e.to_string()).await?;
+                    self.step_over(client, Protocol::V1, since, bad, &e.to_string())
+                        .await?;
                     since = bad;
                     continue;
                 }
                 Err(e) => return Err(format!("messages.after failed: {e}")),
             };
-            let mut page = page;
-            let messages = match page.get_mut("messages").map(Value::take) {
-                Some(Value::Array(m)) => m,
-                _ => Vec::new(),
-            };
-            let next = page
-                .get("next_rowid")
-                .and_then(Value::as_i64)
-                .unwrap_or(since);
-            let has_more = page
-                .get("has_more")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            let Page {
+                messages,
+                next_rowid,
+                has_more,
+            } = Page::from_result(page);
+            let next = next_rowid.unwrap_or(since);
             total += messages.len();
             for m in messages {
                 self.hand_over(m).await;
@@ -606,7 +593,8 @@ impl Session<'_> {
             tracing::info!(account = %self.label(), "the watch reads from rowid {since} again");
             return Ok(());
         };
-        self.step_over(client, since, bad, error).await
+        self.step_over(client, Protocol::Legacy, since, bad, error)
+            .await
     }
 
     /// `bad` cannot be read, and the reads that failed on it also hid the rows between
@@ -616,12 +604,14 @@ impl Session<'_> {
     async fn step_over(
         &mut self,
         client: &Client,
+        protocol: Protocol,
         since: i64,
         bad: i64,
         error: &str,
     ) -> Result<(), String> {
         let hidden = unreadable::read_back(
             client,
+            protocol,
             self.label(),
             since,
             bad,
@@ -716,7 +706,7 @@ impl Session<'_> {
 /// `messages.after`) uses the estimate, and the journal and skip rules absorb the few rows
 /// an estimate can replay.
 async fn find_tail(client: &Client, protocol: Protocol) -> Result<i64, String> {
-    let estimate = newest_rowid(client)
+    let estimate = newest_rowid(client, protocol)
         .await
         .ok_or_else(|| "chats.list/messages.history did not answer".to_string())?;
     if protocol != Protocol::V1 {
@@ -725,24 +715,23 @@ async fn find_tail(client: &Client, protocol: Protocol) -> Result<i64, String> {
     let mut since = estimate;
     for _ in 0..10_000 {
         let page = client
-            .request(
-                "messages.after",
-                json!({"since_rowid": since, "limit": 500, "include_reactions": true}),
+            .call(
+                protocol,
+                &Request::After {
+                    since_rowid: since,
+                    limit: 500,
+                    attachments: false,
+                },
             )
             .await;
         let page = match page {
-            Ok(p) => p,
+            Ok(p) => Page::from_result(p),
             // An unreadable row near the tail: the catch-up that follows narrows it down.
-            Err(e) if row_level(&e) => return Ok(since),
+            Err(e) if e.row_level() => return Ok(since),
             Err(e) => return Err(e.to_string()),
         };
-        let next = page
-            .get("next_rowid")
-            .and_then(Value::as_i64)
-            .unwrap_or(since)
-            .max(since);
-        let more = page.get("has_more").and_then(Value::as_bool) == Some(true);
-        if !more || next == since {
+        let next = page.next_rowid.unwrap_or(since).max(since);
+        if !page.has_more || next == since {
             return Ok(next);
         }
         since = next;
@@ -758,15 +747,16 @@ async fn cursor_row_exists(client: &Client, protocol: Protocol, cursor: i64) -> 
     if protocol != Protocol::V1 {
         return false;
     }
-    let params = json!({"since_rowid": cursor - 1, "limit": 1, "include_reactions": true});
-    match client.request("messages.after", params).await {
+    let req = Request::After {
+        since_rowid: cursor - 1,
+        limit: 1,
+        attachments: false,
+    };
+    match client.call(protocol, &req).await {
         Ok(page) => {
-            let has_rows = page
-                .get("messages")
-                .and_then(Value::as_array)
-                .is_some_and(|m| !m.is_empty());
+            let page = Page::from_result(page);
             // A page can be empty with has_more (coalesced preview rows): still rows after it.
-            has_rows || page.get("has_more").and_then(Value::as_bool) == Some(true)
+            !page.messages.is_empty() || page.has_more
         }
         Err(_) => false,
     }
@@ -774,37 +764,41 @@ async fn cursor_row_exists(client: &Client, protocol: Protocol, cursor: i64) -> 
 
 /// The newest message rowid in the database, from the most recently active chats (imsg has
 /// no "max rowid" method). `Some(0)` for a database without chats; `None` when unknown.
-async fn newest_rowid(client: &Client) -> Option<i64> {
+/// A chat whose newest row imsg cannot read is left out of the estimate rather than ending
+/// it: v1's walk to the end and both levels' unreadable-row handling find that row later,
+/// where giving up would restart the child into the same failure forever.
+async fn newest_rowid(client: &Client, protocol: Protocol) -> Option<i64> {
     let chats = client
-        .request("chats.list", json!({"limit": 5}))
+        .call(protocol, &Request::ChatsList { limit: 5 })
         .await
         .ok()?;
-    let chats = chats.get("chats")?.as_array()?.clone();
     let mut newest = 0;
-    for chat in chats {
-        let Some(id) = chat.get("id").and_then(Value::as_i64) else {
-            continue;
+    for (id, _) in ChatIds::from_result(&chats).0 {
+        let req = Request::History {
+            chat_id: id,
+            limit: 1,
+            attachments: false,
+            end: None,
         };
-        let hist = client
-            .request("messages.history", json!({"chat_id": id, "limit": 1}))
-            .await
-            .ok()?;
-        if let Some(m) = hist
-            .get("messages")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(|m| m.get("id"))
-            .and_then(Value::as_i64)
-        {
+        let page = match client.call(protocol, &req).await {
+            Ok(p) => Page::from_result(p),
+            Err(e) if e.row_level() => {
+                tracing::warn!("the newest row of chat {id} is unreadable ({e}); the tail is estimated without it");
+                continue;
+            }
+            Err(_) => return None,
+        };
+        let first = page.rowids().next();
+        if let Some(m) = first {
             newest = newest.max(m);
         }
     }
     Some(newest)
 }
 
-fn health_probe(protocol: Protocol) -> (&'static str, Value) {
+fn health_probe(protocol: Protocol) -> Request {
     match protocol {
-        Protocol::V1 => ("status", json!({})),
-        Protocol::Legacy => ("chats.list", json!({"limit": 1})),
+        Protocol::V1 => Request::Status,
+        Protocol::Legacy => Request::ChatsList { limit: 1 },
     }
 }

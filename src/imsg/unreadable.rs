@@ -17,10 +17,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::client::{Client, Notifications, RpcError};
+use super::protocol::{ChatIds, Page, Protocol, Request, Subscribed};
 
 /// How many doublings a search may take before giving up: 2^40 covers any rowid gap, and
 /// in milliseconds (the date search) about 35 years.
@@ -36,19 +37,6 @@ const PROBE_SETTLE: Duration = Duration::from_millis(500);
 const READ_BACK_CHATS: u32 = 100;
 /// Pages of history per chat at most, so a read-back always ends.
 const READ_BACK_PAGES: u32 = 500;
-
-/// A failure of one read that another read may not share (a row imsg cannot decode), as
-/// opposed to the connection or the database being down, or imsg being busy.
-pub(super) fn row_level(e: &RpcError) -> bool {
-    use super::client::{DATABASE_UNAVAILABLE, MUTATION_LANE_BLOCKED};
-    match e {
-        RpcError::Remote { code, .. } => !matches!(
-            *code,
-            DATABASE_UNAVAILABLE | MUTATION_LANE_BLOCKED | -32000 | -32601
-        ),
-        _ => false,
-    }
-}
 
 /// Whether a legacy watch `error` (a bare message, no code) says the database was busy: a
 /// condition that passes, never a reason to skip a row.
@@ -144,10 +132,13 @@ pub(super) async fn messages_after(
     attachments: bool,
 ) -> Result<Value, RpcError> {
     client
-        .request(
-            "messages.after",
-            json!({"since_rowid": since, "limit": limit,
-                   "attachments": attachments, "include_reactions": true}),
+        .call(
+            Protocol::V1,
+            &Request::After {
+                since_rowid: since,
+                limit,
+                attachments,
+            },
         )
         .await
 }
@@ -163,7 +154,7 @@ pub(super) async fn narrow_after(
     let fails = |x: i64| async move {
         match messages_after(client, x, 1, attachments).await {
             Ok(_) => Ok(false),
-            Err(e) if row_level(&e) => Ok(true),
+            Err(e) if e.row_level() => Ok(true),
             Err(e) => Err(format!("messages.after failed: {e}")),
         }
     };
@@ -179,17 +170,15 @@ async fn probe_fails(
     notes: &mut Notifications,
     since: i64,
 ) -> Result<bool, String> {
-    // 0 would mean "at the tail" to imsg; -1 is "from the first row".
-    let params =
-        json!({"since_rowid": if since > 0 { since } else { -1 }, "include_reactions": true});
+    let req = Request::Subscribe {
+        after: Some(since),
+        attachments: false,
+    };
     let result = client
-        .request("watch.subscribe", params)
+        .call(Protocol::Legacy, &req)
         .await
         .map_err(|e| format!("watch.subscribe (probe) failed: {e}"))?;
-    let sub = result
-        .get("subscription")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| format!("watch.subscribe answered without a subscription id: {result}"))?;
+    let sub = Subscribed::from_result(&result)?.subscription;
     let mut deadline = Instant::now() + PROBE_FIRST;
     let verdict = loop {
         let note = match tokio::time::timeout_at(deadline, notes.recv()).await {
@@ -209,9 +198,9 @@ async fn probe_fails(
         }
     };
     let _ = client
-        .request_with_timeout(
-            "watch.unsubscribe",
-            json!({"subscription": sub}),
+        .call_with_timeout(
+            Protocol::Legacy,
+            &Request::Unsubscribe { subscription: sub },
             Duration::from_secs(1),
         )
         .await;
@@ -278,6 +267,7 @@ fn rowid(m: &Value) -> Option<i64> {
 /// One chat's history, read newest first, for the read-back.
 struct History<'a> {
     client: &'a Client,
+    protocol: Protocol,
     label: &'a str,
     chat: i64,
     attachments: bool,
@@ -287,17 +277,14 @@ struct History<'a> {
 impl History<'_> {
     /// The newest `limit` rows dated before `end` (ms, exclusive).
     async fn rows(&self, limit: u32, end: Option<i64>) -> Result<Vec<Value>, RpcError> {
-        let mut params =
-            json!({"chat_id": self.chat, "limit": limit, "attachments": self.attachments});
-        if let Some(end) = end {
-            params["end"] = json!(iso_ms(end));
-        }
-        let page = self.client.request("messages.history", params).await?;
-        Ok(page
-            .get("messages")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default())
+        let req = Request::History {
+            chat_id: self.chat,
+            limit,
+            attachments: self.attachments,
+            end: end.map(iso_ms),
+        };
+        let page = self.client.call(self.protocol, &req).await?;
+        Ok(Page::from_result(page).messages)
     }
 
     /// Whether the newest `limit` rows before `end` read; errors that are not about a row
@@ -305,7 +292,7 @@ impl History<'_> {
     async fn reads(&self, limit: u32, end: Option<i64>) -> Result<bool, String> {
         match self.rows(limit, end).await {
             Ok(_) => Ok(true),
-            Err(e) if row_level(&e) => Ok(false),
+            Err(e) if e.row_level() => Ok(false),
             Err(e) => Err(format!("messages.history failed: {e}")),
         }
     }
@@ -378,7 +365,7 @@ impl History<'_> {
         for _ in 0..READ_BACK_PAGES {
             let (rows, stepped) = match self.rows(self.page, end).await {
                 Ok(rows) => (rows, None),
-                Err(e) if row_level(&e) => {
+                Err(e) if e.row_level() => {
                     // A bad row of this chat: its rowid is unknown, but it is newer than
                     // what follows, so it may be one of the rows after `since`.
                     any_after = true;
@@ -432,6 +419,7 @@ impl History<'_> {
 /// without a chat are not in any history; the gateway never answers those anyway.
 pub(super) async fn read_back(
     client: &Client,
+    protocol: Protocol,
     label: &str,
     since: i64,
     bad: i64,
@@ -442,26 +430,23 @@ pub(super) async fn read_back(
         return Ok(Vec::new());
     }
     let chats = client
-        .request("chats.list", json!({"limit": READ_BACK_CHATS}))
+        .call(
+            protocol,
+            &Request::ChatsList {
+                limit: READ_BACK_CHATS,
+            },
+        )
         .await
         .map_err(|e| format!("chats.list failed: {e}"))?;
-    let chats = chats
-        .get("chats")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     let mut found = BTreeMap::new();
-    for chat in &chats {
-        let Some(chat_id) = chat.get("id").and_then(Value::as_i64) else {
-            continue;
-        };
-        let newest = chat
-            .get("last_message_at")
-            .and_then(Value::as_str)
+    for (chat_id, last) in ChatIds::from_result(&chats).0 {
+        let newest = last
+            .as_deref()
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
             .map(|d| d.timestamp_millis());
         let history = History {
             client,
+            protocol,
             label,
             chat: chat_id,
             attachments,
