@@ -1,6 +1,6 @@
 //! The legacy (imsg 0.9) surface over pipes, `--protocol legacy`: lenient parser and params,
-//! the 22 method names, error strings of imsg-rpc.md §8, shapes, and the §10 startup-error
-//! server.
+//! the 22 method names, error strings of imsg-rpc.md §8, shapes, watch batching and its chat
+//! filter, and the §10 startup-error server.
 
 mod rpc_support;
 
@@ -420,4 +420,124 @@ fn legacy_watch_replays_100_rows_per_trigger() {
     assert!(rpc.quiet_for(1000), "the rest waits for the next trigger");
     // The fallback poll (5 s) brings the next batch.
     assert_eq!(rpc.notification()["params"]["message"]["id"], 101);
+}
+
+/// A watch `message` notification with the placeholder-shaped `guid` and `created_at` checked
+/// and replaced; any other line is returned as it is, for the assertion to show.
+fn alice_dm_notification(mut n: Value) -> Value {
+    if n["method"] != "message" {
+        return n;
+    }
+    let m = &mut n["params"]["message"];
+    assert!(
+        m["guid"].as_str().is_some_and(|g| !g.is_empty()),
+        "guid: {m}"
+    );
+    m["guid"] = json!("<guid>");
+    assert_iso(&m["created_at"]);
+    m["created_at"] = json!("<date>");
+    m.as_object_mut().unwrap().remove("destination_caller_id");
+    n
+}
+
+fn alice_dm_message(id: i64, text: &str) -> Value {
+    json!({"jsonrpc": "2.0", "method": "message", "params": {"subscription": 1, "message": {
+        "id": id, "chat_id": 1, "guid": "<guid>", "sender": ALICE, "is_from_me": false,
+        "text": text, "created_at": "<date>", "attachments": [], "reactions": [],
+        "chat_identifier": ALICE, "chat_guid": format!("iMessage;-;{ALICE}"), "chat_name": ALICE,
+        "participants": [ALICE], "is_group": false}}})
+}
+
+/// imsg-rpc.md §7.3: a poll fetches at most 100 rows with `ROWID > cursor` *plus the chat
+/// filter*, so other chats' rows never take up a filtered watch's batch: the watched chat's
+/// row behind 150 rows of another chat comes with the first poll, not a 5 s fallback later.
+#[test]
+fn legacy_watch_chat_filter_is_part_of_the_batch_query() {
+    let f = Fixture::new();
+    let w = f.world();
+    for i in 0..150 {
+        say(&w, 2, BOB, &format!("other chat {i}"));
+    }
+    let watched = say(&w, 1, ALICE, "behind the other chat");
+    assert_eq!(watched.id, 153);
+    let mut rpc = Rpc::legacy(&f.db);
+    assert_eq!(
+        rpc.ok("watch.subscribe", json!({"chat_id": 1, "since_rowid": -1})),
+        json!({"subscription": 1})
+    );
+    assert_eq!(
+        alice_dm_notification(rpc.notification()),
+        alice_dm_message(1, "hello")
+    );
+    assert!(
+        !rpc.quiet_for(2500),
+        "row 153 of chat 1 is in the first batch, not behind 100 rows of chat 2"
+    );
+    assert_eq!(
+        alice_dm_notification(rpc.notification()),
+        alice_dm_message(153, "behind the other chat")
+    );
+    assert!(rpc.quiet_for(300));
+}
+
+/// imsg-rpc.md §7.3: the chat filter is in the query, so a row of another chat is never read
+/// and one that cannot be read does not fail (§7.3 "Error notification") a watch of chat 1.
+#[test]
+fn legacy_watch_never_reads_rows_of_other_chats() {
+    let f = Fixture::new();
+    let w = f.world();
+    let bad = say(&w, 2, BOB, "soon unreadable");
+    say(&w, 1, ALICE, "after the bad row");
+    drop(w);
+    let c = rusqlite::Connection::open(&f.db).unwrap();
+    c.execute(
+        "UPDATE message SET text = X'00FF' WHERE ROWID = ?1",
+        [bad.id],
+    )
+    .unwrap();
+    drop(c);
+    let mut rpc = Rpc::legacy(&f.db);
+    assert_eq!(
+        rpc.ok("watch.subscribe", json!({"chat_id": 1, "since_rowid": -1})),
+        json!({"subscription": 1})
+    );
+    assert_eq!(
+        alice_dm_notification(rpc.notification()),
+        alice_dm_message(1, "hello")
+    );
+    assert_eq!(
+        alice_dm_notification(rpc.notification()),
+        alice_dm_message(4, "after the bad row")
+    );
+    assert!(rpc.quiet_for(300));
+}
+
+/// imsg-rpc.md §7.3 / §6.4: the filter matches a chat_message_join row of the watched chat,
+/// so a message joined to chats 1 and 2 is a chat-2 row for a chat-2 watch (not skipped as
+/// a row of its lowest chat) and reports `chat_id` 2.
+#[test]
+fn legacy_watch_of_a_chat_sees_rows_also_joined_to_a_lower_chat() {
+    let f = Fixture::new();
+    let w = f.world();
+    let both = say(&w, 1, ALICE, "in both chats");
+    w.join_message(both.id, 2).unwrap();
+    let mut rpc = Rpc::legacy(&f.db);
+    assert_eq!(
+        rpc.ok("watch.subscribe", json!({"chat_id": 2, "since_rowid": 2})),
+        json!({"subscription": 1})
+    );
+    let n = rpc.notification();
+    let m = &n["params"]["message"];
+    assert_eq!(
+        json!([
+            m["id"],
+            m["chat_id"],
+            m["text"],
+            m["chat_name"],
+            m["is_group"]
+        ]),
+        json!([3, 2, "in both chats", "Trip", true]),
+        "{n}"
+    );
+    assert!(rpc.quiet_for(300));
 }

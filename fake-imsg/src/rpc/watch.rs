@@ -1,8 +1,9 @@
 //! `watch.subscribe` / `watch.unsubscribe`: the subscription registry (64 cap, ids never
 //! reused) and one watcher thread per subscription that polls the world's data version every
-//! 2 ms, applies the debounce, the since_rowid cursor, filters, the unjoined-row rule
-//! (20 retries, then drop fail-closed) and `buffer_limit` overflow (imsg-rpc-v1.md §4.5-4.7,
-//! imsg-rpc.md §7.3-7.4).
+//! 2 ms, applies the debounce, the since_rowid cursor, filters (legacy reads only the watched
+//! chat's rows; v1 reads every row and filters them), the unjoined-row rule (20 retries, then
+//! drop fail-closed) and `buffer_limit` overflow (imsg-rpc-v1.md §4.5-4.7, imsg-rpc.md
+//! §7.3-7.4).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -454,10 +455,17 @@ impl Watcher {
         let mut accepted: Vec<Value> = Vec::new();
         let mut last_accepted: Option<i64> = None;
         let start_cursor = self.spec.cursor;
+        // imsg 0.9 puts the chat filter in the batch query (imsg-rpc.md §7.3), so other chats'
+        // rows neither fill its batch nor get read at all; v1 scans every row and filters
+        // before buffer admission (imsg-rpc-v1.md §4.5).
+        let query_chat = match self.spec.level {
+            Level::Legacy => self.spec.chat_id,
+            Level::V1 => None,
+        };
         loop {
             let rows = match self.world.messages_after(
                 self.spec.cursor,
-                None,
+                query_chat,
                 page,
                 self.spec.include_reactions,
             ) {
