@@ -1547,19 +1547,39 @@ impl AccountRuntime {
         after_rowid: i64,
         text: &str,
     ) -> Result<Option<i64>, RpcError> {
-        let page = Page::from_result(
-            conn.client
-                .call(
+        let req = Request::History {
+            chat_id: chat,
+            limit: RECONCILE_HISTORY,
+            attachments: false,
+            end: None,
+        };
+        let messages = match conn.client.call(conn.protocol, &req).await {
+            Ok(page) => Page::from_result(page).messages,
+            Err(e) if e.row_level() => {
+                tracing::warn!(account = %self.id(), chat_id = chat,
+                    "chat {chat}'s recent history holds a row imsg cannot read ({e}); reading around it");
+                crate::imsg::readable_rows_after(
+                    &conn.client,
                     conn.protocol,
-                    &Request::History {
-                        chat_id: chat,
-                        limit: RECONCILE_HISTORY,
-                        attachments: false,
-                        end: None,
-                    },
+                    self.id(),
+                    chat,
+                    after_rowid,
                 )
-                .await?,
-        );
+                .await
+                .map_err(|why| {
+                    if conn.client.is_closed() {
+                        RpcError::Closed
+                    } else {
+                        RpcError::Remote {
+                            code: ErrorCode::Internal.code(),
+                            message: why,
+                            data: None,
+                        }
+                    }
+                })?
+            }
+            Err(e) => return Err(e),
+        };
         let id = self.id().to_string();
         let claimed: HashSet<i64> = self
             .db
@@ -1568,8 +1588,7 @@ impl AccountRuntime {
             .map(|v| v.into_iter().collect())
             .unwrap_or_default();
         let want = text.trim();
-        let found = page
-            .messages
+        let found = messages
             .iter()
             .filter(|m| m.get("is_from_me").and_then(Value::as_bool) == Some(true))
             .filter_map(|m| {

@@ -667,10 +667,18 @@ impl Store {
         index: usize,
         row_id: Option<i64>,
     ) -> Result<bool, StateError> {
-        self.atomically(|s| {
-            s.chunk_sent(account, guid, index, row_id)?;
-            s.mark(account, guid, JournalStatus::Answered, None)
-        })
+        // One statement, one row rewrite: the chunk's record and the final status together.
+        let changed = self
+            .exec_cached(
+                "UPDATE journal SET sent = max(sent, ?3),
+                     sent_ids = CASE WHEN ?4 IS NULL THEN sent_ids
+                                     ELSE json_insert(COALESCE(sent_ids, '[]'), '$[#]', ?4) END,
+                     status = 'answered', payload = NULL, plan = NULL, updated_at = ?5
+                 WHERE account = ?1 AND guid = ?2 AND status = 'answering'",
+                params![account, guid, index as i64 + 1, row_id, now()],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(changed == 1)
     }
 
     /// Outgoing row ids already attributed to replies in a chat (acknowledged sends and
@@ -1073,12 +1081,17 @@ mod tests {
         assert_eq!((e.status, e.sent), (JournalStatus::Answering, 3));
         assert_eq!(e.plan.as_deref(), Some("[{},{},{}]"));
         assert_eq!(s.sent_row_ids("default", 1).unwrap(), vec![10, 12]);
-        assert!(s.last_chunk_sent("default", "g1", 2, None).unwrap());
+        assert!(s.last_chunk_sent("default", "g1", 3, Some(14)).unwrap());
         let e = s.entry("default", "g1").unwrap().unwrap();
-        assert_eq!((e.status, e.plan), (JournalStatus::Answered, None));
+        assert_eq!(
+            (e.status, e.plan, e.sent),
+            (JournalStatus::Answered, None, 4)
+        );
+        assert_eq!(s.sent_row_ids("default", 1).unwrap(), vec![10, 12, 14]);
         // A final reply takes no more acknowledgements.
-        s.chunk_sent("default", "g1", 3, Some(13)).unwrap();
-        assert_eq!(s.sent_row_ids("default", 1).unwrap(), vec![10, 12]);
+        s.chunk_sent("default", "g1", 4, Some(13)).unwrap();
+        assert!(!s.last_chunk_sent("default", "g1", 4, Some(13)).unwrap());
+        assert_eq!(s.sent_row_ids("default", 1).unwrap(), vec![10, 12, 14]);
     }
 
     #[test]

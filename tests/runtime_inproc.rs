@@ -228,6 +228,18 @@ async fn a_fresh_gateway_records_the_tail_even_when_a_chats_newest_row_is_unread
 
 #[tokio::test(start_paused = true)]
 async fn a_gateway_killed_mid_reply_sends_only_the_missing_chunks_after_a_restart() {
+    killed_mid_reply(false).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_history_check_reads_around_a_row_imsg_cannot_read() {
+    // A row of the chat that imsg cannot read arrives while the gateway is down: the
+    // history page the check reads fails on it, and the check reads around it instead
+    // of giving the reply up.
+    killed_mid_reply(true).await;
+}
+
+async fn killed_mid_reply(poison_after_crash: bool) {
     for level in [Level::V1, Level::Legacy] {
         let dir = state_dir();
         let imsg = MemImsg::new(level, 4);
@@ -252,6 +264,9 @@ async fn a_gateway_killed_mid_reply_sends_only_the_missing_chunks_after_a_restar
         gw.crash().await;
         imsg.kill();
         imsg.set_faults(Faults::default());
+        if poison_after_crash {
+            imsg.inject_unreadable(5, "+15550100005");
+        }
         let journal = Store::open_existing(dir.path()).unwrap().unwrap();
         let answering = journal
             .entries_with("default", JournalStatus::Answering)

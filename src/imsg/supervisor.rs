@@ -465,7 +465,8 @@ impl Session<'_> {
         // after N requests cannot afford on every restart.
         if let Some(cur) = from.filter(|c| *c > 0) {
             if self.first_start && !cursor_row_exists(client, negotiated.protocol, cur).await {
-                if let Some(newest) = newest_rowid(client, negotiated.protocol).await {
+                // A lower bound (a chat left out) says nothing about a replaced database.
+                if let Some((newest, true)) = newest_rowid(client, negotiated.protocol).await {
                     if newest < cur {
                         tracing::warn!(account = %self.label(),
                             "the Messages database looks replaced (newest rowid {newest} < cursor {cur}); rewinding the cursor to {newest}");
@@ -706,7 +707,7 @@ impl Session<'_> {
 /// `messages.after`) uses the estimate, and the journal and skip rules absorb the few rows
 /// an estimate can replay.
 async fn find_tail(client: &Client, protocol: Protocol) -> Result<i64, String> {
-    let estimate = newest_rowid(client, protocol)
+    let (estimate, _) = newest_rowid(client, protocol)
         .await
         .ok_or_else(|| "chats.list/messages.history did not answer".to_string())?;
     if protocol != Protocol::V1 {
@@ -758,21 +759,24 @@ async fn cursor_row_exists(client: &Client, protocol: Protocol, cursor: i64) -> 
             // A page can be empty with has_more (coalesced preview rows): still rows after it.
             !page.messages.is_empty() || page.has_more
         }
+        // imsg failed on a row it read there: there are rows.
+        Err(e) if e.row_level() => true,
         Err(_) => false,
     }
 }
 
 /// The newest message rowid in the database, from the most recently active chats (imsg has
-/// no "max rowid" method). `Some(0)` for a database without chats; `None` when unknown.
-/// A chat whose newest row imsg cannot read is left out of the estimate rather than ending
-/// it: v1's walk to the end and both levels' unreadable-row handling find that row later,
-/// where giving up would restart the child into the same failure forever.
-async fn newest_rowid(client: &Client, protocol: Protocol) -> Option<i64> {
+/// no "max rowid" method), and whether every one of them could be read. `Some((0, true))`
+/// for a database without chats; `None` when unknown. A chat whose newest row imsg cannot
+/// read is left out rather than ending the estimate (v1's walk to the end and both levels'
+/// unreadable-row handling find that row later), which makes the figure a lower bound only.
+async fn newest_rowid(client: &Client, protocol: Protocol) -> Option<(i64, bool)> {
     let chats = client
         .call(protocol, &Request::ChatsList { limit: 5 })
         .await
         .ok()?;
     let mut newest = 0;
+    let mut complete = true;
     for (id, _) in ChatIds::from_result(&chats).0 {
         let req = Request::History {
             chat_id: id,
@@ -784,6 +788,7 @@ async fn newest_rowid(client: &Client, protocol: Protocol) -> Option<i64> {
             Ok(p) => Page::from_result(p),
             Err(e) if e.row_level() => {
                 tracing::warn!("the newest row of chat {id} is unreadable ({e}); the tail is estimated without it");
+                complete = false;
                 continue;
             }
             Err(_) => return None,
@@ -793,7 +798,7 @@ async fn newest_rowid(client: &Client, protocol: Protocol) -> Option<i64> {
             newest = newest.max(m);
         }
     }
-    Some(newest)
+    Some((newest, complete))
 }
 
 fn health_probe(protocol: Protocol) -> Request {

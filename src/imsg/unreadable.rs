@@ -414,6 +414,48 @@ impl History<'_> {
     }
 }
 
+/// The readable rows of one chat with a rowid above `since`, in rowid order, read from
+/// `messages.history` and stepping over rows imsg cannot read (by date, as [`read_back`]
+/// does): for a history check that a plain page cannot answer because a row of it fails.
+pub async fn readable_rows_after(
+    client: &Client,
+    protocol: Protocol,
+    label: &str,
+    chat: i64,
+    since: i64,
+) -> Result<Vec<Value>, String> {
+    // The chat's last activity dates a bad row that is its newest.
+    let chats = client
+        .call(
+            protocol,
+            &Request::ChatsList {
+                limit: READ_BACK_CHATS,
+            },
+        )
+        .await
+        .map_err(|e| format!("chats.list failed: {e}"))?;
+    let newest = ChatIds::from_result(&chats)
+        .0
+        .into_iter()
+        .find(|(id, _)| *id == chat)
+        .and_then(|(_, last)| last)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+        .map(|d| d.timestamp_millis());
+    let history = History {
+        client,
+        protocol,
+        label,
+        chat,
+        attachments: false,
+        page: 100,
+    };
+    let mut found = BTreeMap::new();
+    history
+        .read_back(since, i64::MAX, newest, &mut found)
+        .await?;
+    Ok(found.into_values().collect())
+}
+
 /// The rows with `since < id < bad` that the reads failing on `bad` hid, read from
 /// `messages.history` of the most recently active chats, in rowid order. Tapbacks and rows
 /// without a chat are not in any history; the gateway never answers those anyway.

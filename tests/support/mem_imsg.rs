@@ -345,8 +345,9 @@ impl MemImsg {
                     let mut chats: Vec<(i64, i64)> = last.into_iter().collect();
                     chats.sort_by_key(|(_, id)| -id);
                     Ok(
-                        json!({"chats": chats.iter().take(limit).map(|(c, _)| json!({
+                        json!({"chats": chats.iter().take(limit).map(|(c, last)| json!({
                         "id": c, "name": "", "identifier": "", "service": "iMessage",
+                        "last_message_at": Self::created_at(*last),
                         "is_group": w.chats.get(c).copied().unwrap_or(false), "participants": []}))
                         .collect::<Vec<_>>()}),
                     )
