@@ -414,6 +414,33 @@ impl History<'_> {
     }
 }
 
+/// The most recently active chats, newest first, with their last activity (ms).
+async fn recent_chats(
+    client: &Client,
+    protocol: Protocol,
+) -> Result<Vec<(i64, Option<i64>)>, String> {
+    let chats = client
+        .call(
+            protocol,
+            &Request::ChatsList {
+                limit: READ_BACK_CHATS,
+            },
+        )
+        .await
+        .map_err(|e| format!("chats.list failed: {e}"))?;
+    Ok(ChatIds::from_result(&chats)
+        .0
+        .into_iter()
+        .map(|(id, last)| {
+            let newest = last
+                .as_deref()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map(|d| d.timestamp_millis());
+            (id, newest)
+        })
+        .collect())
+}
+
 /// The readable rows of one chat with a rowid above `since`, in rowid order, read from
 /// `messages.history` and stepping over rows imsg cannot read (by date, as [`read_back`]
 /// does): for a history check that a plain page cannot answer because a row of it fails.
@@ -425,22 +452,11 @@ pub async fn readable_rows_after(
     since: i64,
 ) -> Result<Vec<Value>, String> {
     // The chat's last activity dates a bad row that is its newest.
-    let chats = client
-        .call(
-            protocol,
-            &Request::ChatsList {
-                limit: READ_BACK_CHATS,
-            },
-        )
-        .await
-        .map_err(|e| format!("chats.list failed: {e}"))?;
-    let newest = ChatIds::from_result(&chats)
-        .0
+    let newest = recent_chats(client, protocol)
+        .await?
         .into_iter()
         .find(|(id, _)| *id == chat)
-        .and_then(|(_, last)| last)
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
-        .map(|d| d.timestamp_millis());
+        .and_then(|(_, newest)| newest);
     let history = History {
         client,
         protocol,
@@ -471,21 +487,8 @@ pub(super) async fn read_back(
     if bad - since <= 1 {
         return Ok(Vec::new());
     }
-    let chats = client
-        .call(
-            protocol,
-            &Request::ChatsList {
-                limit: READ_BACK_CHATS,
-            },
-        )
-        .await
-        .map_err(|e| format!("chats.list failed: {e}"))?;
     let mut found = BTreeMap::new();
-    for (chat_id, last) in ChatIds::from_result(&chats).0 {
-        let newest = last
-            .as_deref()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-            .map(|d| d.timestamp_millis());
+    for (chat_id, newest) in recent_chats(client, protocol).await? {
         let history = History {
             client,
             protocol,
