@@ -154,7 +154,8 @@ impl Db {
         Db(Arc::new(Shared {
             queue: Mutex::new(Queue {
                 calls: VecDeque::new(),
-                next: 0,
+                // Places start at 1: `wanted` 0 wants nothing.
+                next: 1,
                 wanted: 0,
                 draining: false,
                 armed: false,
@@ -315,7 +316,7 @@ fn start(shared: &Arc<Shared>, q: &mut Queue) {
             tokio::time::sleep(DEFER).await;
             let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             q.armed = false;
-            q.wanted = q.wanted.max(q.next.saturating_sub(1));
+            q.wanted = q.wanted.max(q.next - 1);
             start(&shared, &mut q);
         });
     }
