@@ -38,7 +38,8 @@ use crate::imsg::{
     SupervisorOptions,
 };
 use crate::inbound::{self, EchoGuard, InboundMessage, SkipReason};
-use crate::routing::{self, ReplyTarget};
+use crate::outbound::Target;
+use crate::routing;
 use crate::state::{
     iso_ms, Db, DirLock, HealthEvent, Inbound, JournalEntry, JournalStatus, PairJournal,
     StateError, Store, Upsert,
@@ -301,8 +302,7 @@ enum Work {
     /// Admitted, the agent has not answered yet.
     Ask {
         msg: Box<InboundMessage>,
-        raw: Value,
-        target: ReplyTarget,
+        target: Target,
         was_mentioned: bool,
         /// Earlier unanswered messages of the group, oldest first.
         context: Vec<ContextMessage>,
@@ -622,7 +622,7 @@ impl AccountRuntime {
             .payload
             .as_deref()
             .and_then(|p| serde_json::from_str::<Value>(p).ok())
-            .and_then(|raw| inbound::parse_message(&raw).ok().map(|m| (m, raw)));
+            .and_then(|raw| inbound::parse_message(&raw).ok());
         if parsed.is_none() && e.status == JournalStatus::Answering {
             // A reply of the gateway's own (a pairing code, a CLI notification): no inbound
             // payload, only the plan.
@@ -638,7 +638,7 @@ impl AccountRuntime {
                 credit: None,
             });
         }
-        let Some((mut msg, raw)) = parsed else {
+        let Some(mut msg) = parsed else {
             return Err("journaled payload unreadable".into());
         };
         msg.is_group = self.policy.is_group(&msg);
@@ -651,7 +651,6 @@ impl AccountRuntime {
             Work::Ask {
                 was_mentioned: self.policy.mentioned(&msg),
                 msg: Box::new(msg),
-                raw,
                 target,
                 // Context is memory only: a restart costs it, never the message.
                 context: Vec::new(),
@@ -771,7 +770,7 @@ impl AccountRuntime {
         }
         struct Admitted {
             session: String,
-            target: ReplyTarget,
+            target: Target,
             was_mentioned: bool,
             context: Vec<ContextMessage>,
         }
@@ -935,7 +934,6 @@ impl AccountRuntime {
                     session: a.session,
                     work: Work::Ask {
                         msg: Box::new(row.msg),
-                        raw: row.raw,
                         target: a.target,
                         was_mentioned: a.was_mentioned,
                         context: a.context,
@@ -979,7 +977,7 @@ impl AccountRuntime {
         // Never skipped: the message must be journaled whatever happens to its code. A DM
         // without a chat selector still has its sender (an empty one never gets here).
         let target =
-            routing::reply_target(msg).unwrap_or_else(|| ReplyTarget::Handle(sender.to_string()));
+            routing::reply_target(msg).unwrap_or_else(|| crate::outbound::handle_target(sender));
         let now = self.opts.clock.now_ms() as i64;
         let reply_key = format!("pairing:{key}");
         // The code's message is ours, not the agent's: no response prefix.
@@ -1195,14 +1193,13 @@ impl AccountRuntime {
             }),
             Work::Ask {
                 msg,
-                raw,
                 target,
                 was_mentioned,
                 context,
             } => {
                 let mut env = Envelope {
                     context,
-                    ..Envelope::from_inbound(&msg, &raw, &self.account, &job.session, was_mentioned)
+                    ..Envelope::from_inbound(&msg, &self.account, &job.session, was_mentioned)
                 };
                 crate::attachments::prepare(
                     &mut env.attachments,
@@ -1244,7 +1241,7 @@ impl AccountRuntime {
         key: &str,
         env: Envelope,
         msg: &InboundMessage,
-        target: &ReplyTarget,
+        target: &Target,
     ) -> Option<Ready> {
         let reply = {
             let Ok(_permit) = self.permits.acquire().await else {
@@ -1265,7 +1262,7 @@ impl AccountRuntime {
                 return None;
             }
         };
-        let target = crate::outbound::reply_target(target);
+        let target = target.clone();
         let mut files = Vec::new();
         let mut refused = Vec::new();
         for f in &reply.files {

@@ -34,6 +34,8 @@ pub struct InboundMessage {
     pub participants: Vec<String>,
     pub is_group: bool,
     pub sender: String,
+    /// The sender's name from Contacts, when imsg knows it.
+    pub sender_name: Option<String>,
     pub is_from_me: bool,
     pub text: String,
     pub created_at: Option<String>,
@@ -150,6 +152,13 @@ pub fn parse_message(value: &Value) -> Result<InboundMessage, ParseError> {
         reply_to_text: opt_string(obj, "reply_to_text")?,
         reply_to_sender: opt_string(obj, "reply_to_sender")?,
         destination_caller_id: opt_string(obj, "destination_caller_id")?,
+        // A display extra: a name of the wrong type is left out, never a reason to drop the
+        // message.
+        sender_name: obj
+            .get("sender_name")
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(String::from),
     })
 }
 
@@ -451,6 +460,21 @@ mod tests {
         assert_eq!(m.participants.len(), 2);
         assert_eq!(m.chat_name.as_deref(), Some("Group Chat"));
         assert_eq!(skip_reason(&m), None);
+    }
+
+    #[test]
+    fn the_contact_name_is_read_once_and_never_refuses_a_message() {
+        let mut p = v1_payload();
+        assert_eq!(parse_message(&p).unwrap().sender_name, None);
+        p["sender_name"] = json!("Mom");
+        assert_eq!(
+            parse_message(&p).unwrap().sender_name.as_deref(),
+            Some("Mom")
+        );
+        for odd in [json!(" "), json!(7), json!(null)] {
+            p["sender_name"] = odd;
+            assert_eq!(parse_message(&p).unwrap().sender_name, None);
+        }
     }
 
     #[test]

@@ -1,18 +1,11 @@
 //! Routing: which agent session a message belongs to and where its reply goes.
 //!
 //! DMs share the agent's main session; each group is its own session. Replies go back to the
-//! chat they came from, preferring the stable `chat_id`.
+//! chat they came from, preferring the stable `chat_id`, as the one target type sends use
+//! (`outbound::Target`).
 
 use crate::inbound::InboundMessage;
-
-/// Where a reply is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplyTarget {
-    ChatId(i64),
-    ChatGuid(String),
-    ChatIdentifier(String),
-    Handle(String),
-}
+use crate::outbound::{handle_target, Target};
 
 /// The agent session for a message: `main` for DMs, `imessage:group:<chat_id>` for groups.
 ///
@@ -36,20 +29,20 @@ pub fn session_key(msg: &InboundMessage) -> String {
 ///
 /// A group message never falls back to the sender: that would turn a group reply into a
 /// private message to one participant. Such a message has no target (`None`).
-pub fn reply_target(msg: &InboundMessage) -> Option<ReplyTarget> {
+pub fn reply_target(msg: &InboundMessage) -> Option<Target> {
     if let Some(id) = msg.chat_id.filter(|id| *id > 0) {
-        return Some(ReplyTarget::ChatId(id));
+        return Some(Target::ChatId(id));
     }
     if let Some(guid) = non_empty(msg.chat_guid.as_deref()) {
-        return Some(ReplyTarget::ChatGuid(guid.to_string()));
+        return Some(Target::ChatGuid(guid.to_string()));
     }
     if let Some(ident) = non_empty(msg.chat_identifier.as_deref()) {
-        return Some(ReplyTarget::ChatIdentifier(ident.to_string()));
+        return Some(Target::ChatIdentifier(ident.to_string()));
     }
     if msg.is_group {
         return None;
     }
-    non_empty(Some(msg.sender.as_str())).map(|s| ReplyTarget::Handle(s.to_string()))
+    non_empty(Some(msg.sender.as_str())).map(handle_target)
 }
 
 fn non_empty(s: Option<&str>) -> Option<&str> {
@@ -92,23 +85,20 @@ mod tests {
     #[test]
     fn reply_target_prefers_chat_id_then_guid_then_identifier_then_handle() {
         let mut m = dm();
-        assert_eq!(reply_target(&m), Some(ReplyTarget::ChatId(7)));
+        assert_eq!(reply_target(&m), Some(Target::ChatId(7)));
         m.chat_id = Some(0);
         assert_eq!(
             reply_target(&m),
-            Some(ReplyTarget::ChatGuid("iMessage;-;+15550001111".into()))
+            Some(Target::ChatGuid("iMessage;-;+15550001111".into()))
         );
         m.chat_guid = Some(String::new());
         assert_eq!(
             reply_target(&m),
-            Some(ReplyTarget::ChatIdentifier("+15550001111".into()))
+            Some(Target::ChatIdentifier("+15550001111".into()))
         );
         m.chat_identifier = None;
         m.chat_id = None;
-        assert_eq!(
-            reply_target(&m),
-            Some(ReplyTarget::Handle("+15550001111".into()))
-        );
+        assert_eq!(reply_target(&m), Some(handle_target("+15550001111")));
         m.sender = "  ".into();
         assert_eq!(reply_target(&m), None);
     }
@@ -123,7 +113,7 @@ mod tests {
         g.chat_guid = Some("iMessage;+;chat9".into());
         assert_eq!(
             reply_target(&g),
-            Some(ReplyTarget::ChatGuid("iMessage;+;chat9".into()))
+            Some(Target::ChatGuid("iMessage;+;chat9".into()))
         );
     }
 }

@@ -30,7 +30,6 @@
 //! `{"reply": "..."}` or `{"text": "..."}` (JSON) or a `text/plain` body.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::config::AccountConfig;
 use crate::inbound::InboundMessage;
@@ -104,19 +103,13 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// Builds the envelope. `raw` is the message payload as imsg sent it (for fields the
-    /// normalised message does not carry, such as `sender_name`).
+    /// Builds the envelope from the normalised message.
     pub fn from_inbound(
         msg: &InboundMessage,
-        raw: &Value,
         account: &AccountConfig,
         session_key: &str,
         was_mentioned: bool,
     ) -> Envelope {
-        let raw_msg = raw
-            .get("message")
-            .filter(|_| raw.get("id").is_none())
-            .unwrap_or(raw);
         let max_bytes = account.media_max_mb.saturating_mul(1024 * 1024);
         let attachments = msg
             .attachments
@@ -192,11 +185,7 @@ impl Envelope {
             },
             sender: normalize_handle(&msg.sender, region),
             sender_raw: msg.sender.clone(),
-            sender_name: raw_msg
-                .get("sender_name")
-                .and_then(Value::as_str)
-                .filter(|s| !s.trim().is_empty())
-                .map(String::from),
+            sender_name: msg.sender_name.clone(),
             text: body_text(msg),
             attachments,
             session_key: session_key.to_string(),
@@ -256,7 +245,7 @@ fn iso_utc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn account() -> AccountConfig {
         AccountConfig {
@@ -319,7 +308,7 @@ mod tests {
             include_attachments: false,
             ..account()
         };
-        let env = Envelope::from_inbound(&m, &json!({}), &off, "main", true);
+        let env = Envelope::from_inbound(&m, &off, "main", true);
         assert_eq!(env.text, "<media:image>");
         assert_eq!(env.attachments[0].path, None);
         assert_eq!(env.attachments[0].mime_type.as_deref(), Some("image/jpeg"));
@@ -328,7 +317,7 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("includeAttachments is false"));
-        let env = Envelope::from_inbound(&m, &json!({}), &account(), "main", true);
+        let env = Envelope::from_inbound(&m, &account(), "main", true);
         assert_eq!(env.attachments[0].path.as_deref(), Some("/a/p.jpg"));
         assert_eq!(env.attachments[0].omitted, None);
     }
@@ -339,7 +328,7 @@ mod tests {
             "x",
             json!([{"original_path": "/a/gone.jpg", "missing": true, "total_bytes": 77}]),
         );
-        let env = Envelope::from_inbound(&m, &json!({}), &account(), "main", true);
+        let env = Envelope::from_inbound(&m, &account(), "main", true);
         assert_eq!(env.attachments[0].path, None);
         assert_eq!(
             env.attachments[0].omitted.as_deref(),
@@ -361,7 +350,7 @@ mod tests {
             "chat_name": "Team", "participants": ["+1 (555) 000-1111", "alice@example.com"],
             "is_group": true, "reply_to_guid": "G-0", "reply_to_text": "earlier", "reply_to_sender": "+15550001111"});
         let msg = crate::inbound::parse_message(&raw).unwrap();
-        let env = Envelope::from_inbound(&msg, &raw, &account(), "imessage:group:12", true);
+        let env = Envelope::from_inbound(&msg, &account(), "imessage:group:12", true);
         assert_eq!(env.chat_type, ChatType::Group);
         assert_eq!(env.group_name.as_deref(), Some("Team"));
         assert_eq!(env.group_members, vec!["+15550001111", "alice@example.com"]);
@@ -399,7 +388,7 @@ mod tests {
             "chat_identifier": "+15551234567", "chat_guid": "iMessage;-;+15551234567",
             "chat_name": "", "participants": ["+15551234567"], "is_group": false});
         let msg = crate::inbound::parse_message(&raw).unwrap();
-        let env = Envelope::from_inbound(&msg, &raw, &account(), "main", false);
+        let env = Envelope::from_inbound(&msg, &account(), "main", false);
         assert_eq!(env.chat_type, ChatType::Direct);
         assert_eq!(env.group_name, None);
         assert!(env.group_members.is_empty());

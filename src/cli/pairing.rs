@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 use crate::access::pairing::{approval_message, expires_at};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountConfig, Config};
-use crate::outbound::{normalize_handle, plan_reply};
-use crate::routing::ReplyTarget;
+use crate::outbound::{handle_target, normalize_handle, plan_reply, Target};
 use crate::state::{iso_ms, DirLock, JournalStatus, PairingError, StateError, Store};
 
 #[derive(Debug, Subcommand)]
@@ -281,8 +280,8 @@ async fn approve(config: &Config, code: &str, notify: bool) -> i32 {
         return 0;
     };
     let target = match a.chat_id {
-        Some(id) => ReplyTarget::ChatId(id),
-        None => ReplyTarget::Handle(a.sender.clone()),
+        Some(id) => Target::ChatId(id),
+        None => handle_target(&a.sender),
     };
     let plain = AccountConfig {
         response_prefix: None,

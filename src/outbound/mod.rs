@@ -18,7 +18,6 @@ use serde_json::{json, Map, Value};
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::config::AccountConfig;
-use crate::routing::ReplyTarget;
 
 /// Applies `messages.responsePrefix` (DESIGN decision 5, reference §5.4): `<prefix> <text>`,
 /// unless the prefix is empty, the text is blank, or the text already starts with it.
@@ -77,22 +76,18 @@ fn cap_chunks(mut chunks: Vec<String>, max: usize, limit: usize) -> (Vec<String>
 /// the account's service; handle targets carry `to`, with the service its prefix names
 /// (`sms:+1555...`) or else the account's. Every object carries the account's `region`.
 /// A blank reply plans no sends.
-pub fn plan_reply(text: &str, target: &ReplyTarget, account: &AccountConfig) -> Vec<Value> {
-    plan_send(text, &[], &reply_target(target), account)
+pub fn plan_reply(text: &str, target: &Target, account: &AccountConfig) -> Vec<Value> {
+    plan_send(text, &[], target, account)
 }
 
-/// The [`Target`] a reply goes to. A handle target is parsed like a user-written one, so a
-/// service prefix in it decides the service; one that does not parse is sent as written.
-pub fn reply_target(target: &ReplyTarget) -> Target {
-    match target {
-        ReplyTarget::ChatId(id) => Target::ChatId(*id),
-        ReplyTarget::ChatGuid(g) => Target::ChatGuid(g.clone()),
-        ReplyTarget::ChatIdentifier(i) => Target::ChatIdentifier(i.clone()),
-        ReplyTarget::Handle(h) => parse_target(h).unwrap_or_else(|_| Target::Handle {
-            to: h.trim().to_string(),
-            service: None,
-        }),
-    }
+/// The [`Target`] of a reply to a handle (a DM without a chat selector, a pairing code). It
+/// is parsed like a user-written target, so a service prefix in it decides the service; one
+/// that does not parse is sent as written.
+pub fn handle_target(handle: &str) -> Target {
+    parse_target(handle).unwrap_or_else(|_| Target::Handle {
+        to: handle.trim().to_string(),
+        service: None,
+    })
 }
 
 /// The `send` params of a message to `target`: the text's chunks (prefix on the first, at
@@ -166,7 +161,7 @@ mod tests {
     fn one_params_object_per_chunk_for_a_chat_id_target() {
         let mut a = account();
         a.text_chunk_limit = 10;
-        let plan = plan_reply("hello there world", &ReplyTarget::ChatId(12), &a);
+        let plan = plan_reply("hello there world", &Target::ChatId(12), &a);
         assert_eq!(
             plan,
             vec![
@@ -182,15 +177,15 @@ mod tests {
         let mut a = account();
         a.response_prefix = Some("PFX".into());
         a.text_chunk_limit = 12;
-        let plan = plan_reply("final reply and more", &ReplyTarget::ChatId(1), &a);
+        let plan = plan_reply("final reply and more", &Target::ChatId(1), &a);
         let texts: Vec<_> = plan.iter().map(|p| p["text"].as_str().unwrap()).collect();
         assert_eq!(texts, ["PFX final", "reply and", "more"]);
         a.text_chunk_limit = 4000;
-        let plan = plan_reply("final reply", &ReplyTarget::ChatId(1), &a);
+        let plan = plan_reply("final reply", &Target::ChatId(1), &a);
         assert_eq!(plan[0]["text"], "PFX final reply");
-        let plan = plan_reply("PFX already", &ReplyTarget::ChatId(1), &a);
+        let plan = plan_reply("PFX already", &Target::ChatId(1), &a);
         assert_eq!(plan[0]["text"], "PFX already");
-        assert!(plan_reply("  ", &ReplyTarget::ChatId(1), &a).is_empty());
+        assert!(plan_reply("  ", &Target::ChatId(1), &a).is_empty());
     }
 
     #[test]
@@ -198,20 +193,20 @@ mod tests {
         let mut a = account();
         a.service = Service::Sms;
         a.region = "GB".into();
-        let p = &plan_reply("x", &ReplyTarget::ChatGuid("iMessage;+;c".into()), &a)[0];
+        let p = &plan_reply("x", &Target::ChatGuid("iMessage;+;c".into()), &a)[0];
         assert_eq!(
             p,
             &json!({"chat_guid":"iMessage;+;c","text":"x","service":"sms","region":"GB"})
         );
-        let p = &plan_reply("x", &ReplyTarget::ChatIdentifier("c1".into()), &a)[0];
+        let p = &plan_reply("x", &Target::ChatIdentifier("c1".into()), &a)[0];
         assert_eq!(p["chat_identifier"], "c1");
         assert!(p.get("chat_id").is_none() && p.get("to").is_none());
-        let p = &plan_reply("x", &ReplyTarget::Handle("+15550001111".into()), &a)[0];
+        let p = &plan_reply("x", &handle_target("+15550001111"), &a)[0];
         assert_eq!(
             p,
             &json!({"to":"+15550001111","text":"x","service":"sms","region":"GB"})
         );
-        let p = &plan_reply("x", &ReplyTarget::Handle("imessage:a@b.c".into()), &a)[0];
+        let p = &plan_reply("x", &handle_target("imessage:a@b.c"), &a)[0];
         assert_eq!(p["to"], "a@b.c");
         assert_eq!(p["service"], "imessage");
     }
@@ -235,9 +230,9 @@ mod tests {
         let mut a = account();
         a.text_chunk_limit = 30;
         assert_eq!(a.max_chunks_per_reply, 20);
-        let plan = texts(&plan_reply(&words(21), &ReplyTarget::ChatId(1), &a));
+        let plan = texts(&plan_reply(&words(21), &Target::ChatId(1), &a));
         assert_eq!(plan.len(), 20);
-        let whole = texts(&plan_reply(&words(20), &ReplyTarget::ChatId(1), &a));
+        let whole = texts(&plan_reply(&words(20), &Target::ChatId(1), &a));
         assert_eq!(plan[..19], whole[..19]);
         let last = &plan[19];
         assert!(last.ends_with(TRUNCATION_MARKER), "{last}");
@@ -252,7 +247,7 @@ mod tests {
     fn a_reply_of_exactly_max_chunks_is_unchanged() {
         let mut a = account();
         a.text_chunk_limit = 30;
-        let plan = texts(&plan_reply(&words(20), &ReplyTarget::ChatId(1), &a));
+        let plan = texts(&plan_reply(&words(20), &Target::ChatId(1), &a));
         assert_eq!(plan.len(), 20);
         assert_eq!(plan[19], format!("{:0>29}", 19));
         assert!(plan.iter().all(|c| !c.contains(TRUNCATION_MARKER)));
@@ -263,13 +258,13 @@ mod tests {
         let mut a = account();
         a.text_chunk_limit = 30;
         a.max_chunks_per_reply = 2;
-        let plan = texts(&plan_reply(&words(5), &ReplyTarget::ChatId(1), &a));
+        let plan = texts(&plan_reply(&words(5), &Target::ChatId(1), &a));
         assert_eq!(plan.len(), 2);
         assert!(plan[1].ends_with(TRUNCATION_MARKER));
         // A limit too small for the marker: an ellipsis, still within the limit.
         a.text_chunk_limit = 5;
         a.max_chunks_per_reply = 1;
-        let plan = texts(&plan_reply("aaaaa bbbbb", &ReplyTarget::ChatId(1), &a));
+        let plan = texts(&plan_reply("aaaaa bbbbb", &Target::ChatId(1), &a));
         assert_eq!(plan, ["aaaa…"]);
     }
 
@@ -278,7 +273,7 @@ mod tests {
         let mut a = account();
         a.chunk_mode = ChunkMode::Newline;
         a.text_chunk_limit = 9;
-        let plan = plan_reply("Para one\n\nPara two", &ReplyTarget::ChatId(3), &a);
+        let plan = plan_reply("Para one\n\nPara two", &Target::ChatId(3), &a);
         assert_eq!(plan.len(), 2);
         assert_eq!(plan[1]["text"], "Para two");
     }
