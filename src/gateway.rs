@@ -38,7 +38,7 @@ use crate::imsg::{
     SupervisorOptions,
 };
 use crate::inbound::{self, EchoGuard, InboundMessage, SkipReason};
-use crate::outbound::Target;
+use crate::outbound::{SendParams, Target};
 use crate::routing;
 use crate::state::{
     iso_ms, Db, DirLock, HealthEvent, Inbound, JournalEntry, JournalStatus, PairJournal,
@@ -313,7 +313,7 @@ enum Work {
 
 struct Delivery {
     /// `send` params, one per chunk, as planned.
-    plan: Vec<Value>,
+    plan: Vec<SendParams>,
     /// The first chunk not known to be delivered.
     next: usize,
     /// Whether `next` may have been delivered already (a connection or the gateway died
@@ -673,7 +673,7 @@ impl AccountRuntime {
         chat_id: Option<i64>,
         after_rowid: i64,
     ) -> Result<Delivery, String> {
-        let plan: Vec<Value> = e
+        let plan: Vec<SendParams> = e
             .plan
             .as_deref()
             .and_then(|p| serde_json::from_str(p).ok())
@@ -1003,12 +1003,12 @@ impl AccountRuntime {
                             reason: format!("access: pairing code sent to {} (approve with: imsg-gateway pairing approve {})", r.sender, r.code),
                             reply: Some((
                                 reply_key2.clone(),
-                                Value::Array(crate::outbound::plan_reply(
+                                serde_json::to_string(&crate::outbound::plan_reply(
                                     &pairing_message(&r.sender, &r.code),
                                     &target2,
                                     &plain,
                                 ))
-                                .to_string(),
+                                .expect("a plan serialises"),
                             )),
                         },
                         Upsert::Pending(r) => PairJournal {
@@ -1052,7 +1052,7 @@ impl AccountRuntime {
         let Some((_, plan)) = journal.reply else {
             return Ok(None);
         };
-        let plan: Vec<Value> = serde_json::from_str(&plan)?;
+        let plan: Vec<SendParams> = serde_json::from_str(&plan)?;
         Ok(Some(Job {
             key: reply_key,
             session: format!("pairing:{sender}"),
@@ -1077,7 +1077,7 @@ impl AccountRuntime {
         let after = (*self.cursor.borrow()).unwrap_or(0);
         let claimed = self.db.call(move |s| s.claim_outbox(&id, after)).await?;
         for (key, plan, chat_id) in claimed {
-            let plan: Vec<Value> = match serde_json::from_str(&plan) {
+            let plan: Vec<SendParams> = match serde_json::from_str(&plan) {
                 Ok(p) => p,
                 Err(e) => {
                     self.final_failure(&key, &format!("the queued message is not a plan: {e}"));
@@ -1299,7 +1299,7 @@ impl AccountRuntime {
             self.finish(key, JournalStatus::Skipped, Some("empty reply"));
             return None;
         }
-        let text = Value::Array(plan.clone()).to_string();
+        let text = serde_json::to_string(&plan).expect("a plan serialises");
         let (id, key2) = (self.id().to_string(), key.to_string());
         // Queued now, committed by the time the sending stage needs it (nothing is sent
         // before it is durable); plans queued ahead of their sends share commits.
@@ -1361,14 +1361,11 @@ impl AccountRuntime {
                     "shutting down with chunk {}/{n} not sent; it is sent after the restart", d.next + 1);
                 return;
             };
-            let params = d.plan[d.next].clone();
-            let text = params
-                .get("text")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let params = &d.plan[d.next];
+            let text = params.text.clone().unwrap_or_default();
             let k = d.next + 1;
-            let file_only = text.is_empty() && params.get("file").is_some();
+            let file_only = text.is_empty() && params.file.is_some();
+            let params = params.to_json();
             if d.uncertain && file_only {
                 // History cannot tell one attachment from another reliably; never twice wins.
                 tracing::warn!(account = %self.id(), guid = %key,

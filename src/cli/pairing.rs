@@ -287,7 +287,8 @@ async fn approve(config: &Config, code: &str, notify: bool) -> i32 {
         response_prefix: None,
         ..account.clone()
     };
-    let plan = Value::Array(plan_reply(&approval_message(), &target, &plain)).to_string();
+    let plan = serde_json::to_string(&plan_reply(&approval_message(), &target, &plain))
+        .expect("a plan serialises");
     let key = match store.queue_outbox(&a.account, &plan) {
         Ok(k) => k,
         Err(e) => return state_err(e),

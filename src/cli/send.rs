@@ -10,12 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::Value;
 
 use crate::config::{AccountConfig, Config};
 use crate::imsg::negotiate;
 use crate::imsg::protocol::{Request, SendReceipt};
-use crate::outbound::{files, parse_target, plan_send};
+use crate::outbound::{files, parse_target, plan_send, SendParams, SendTo};
 use crate::state::{DirLock, JournalStatus, StateError, Store};
 
 /// The longest text `send` reads (argument or stdin), as for agent replies.
@@ -88,24 +87,17 @@ fn pick_account<'a>(config: &'a Config, id: Option<&str>) -> Result<&'a AccountC
 }
 
 /// One line about one planned send, for people.
-fn describe(i: usize, n: usize, p: &Value) -> String {
-    let target = ["chat_id", "chat_guid", "chat_identifier", "to"]
-        .iter()
-        .find_map(|k| {
-            p.get(*k).map(|v| {
-                format!(
-                    "{k}:{}",
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                )
-            })
-        })
-        .unwrap_or_default();
-    if let Some(f) = p.get("file").and_then(Value::as_str) {
+fn describe(i: usize, n: usize, p: &SendParams) -> String {
+    let target = match &p.to {
+        SendTo::ChatId(id) => format!("chat_id:{id}"),
+        SendTo::ChatGuid(g) => format!("chat_guid:{g}"),
+        SendTo::ChatIdentifier(c) => format!("chat_identifier:{c}"),
+        SendTo::Handle(h) => format!("to:{h}"),
+    };
+    if let Some(f) = &p.file {
         return format!("{i}/{n} {target} file {f}");
     }
-    let text = p.get("text").and_then(Value::as_str).unwrap_or_default();
+    let text = p.text.as_deref().unwrap_or_default();
     let chars = text.chars().count();
     let head: String = text.chars().take(60).collect();
     let more = if chars > 60 { "…" } else { "" };
@@ -147,7 +139,10 @@ pub async fn run(config: &Config, args: &SendArgs) -> i32 {
     let n = plan.len();
     if args.dry_run {
         if args.json {
-            println!("{}", Value::Array(plan));
+            println!(
+                "{}",
+                serde_json::to_string(&plan).expect("a plan serialises")
+            );
         } else {
             for (i, p) in plan.iter().enumerate() {
                 println!("{}", describe(i + 1, n, p));
@@ -171,7 +166,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> i32 {
     }
 }
 
-async fn send_direct(account: &AccountConfig, plan: &[Value]) -> i32 {
+async fn send_direct(account: &AccountConfig, plan: &[SendParams]) -> i32 {
     let n = plan.len();
     let proc_ = match super::spawn_imsg(account, crate::imsg::DEFAULT_TIMEOUT) {
         Ok(p) => p,
@@ -188,8 +183,8 @@ async fn send_direct(account: &AccountConfig, plan: &[Value]) -> i32 {
         };
         for (i, p) in plan.iter().enumerate() {
             let line = describe(i + 1, n, p);
-            let file_only = p.get("text").is_none() && p.get("file").is_some();
-            match client.call(protocol, &Request::Send(p.clone())).await {
+            let file_only = p.is_file_only();
+            match client.call(protocol, &Request::Send(p.to_json())).await {
                 Ok(r) => {
                     let guid = SendReceipt::from_result(&r)
                         .guid
@@ -223,7 +218,7 @@ async fn send_direct(account: &AccountConfig, plan: &[Value]) -> i32 {
 async fn send_via_gateway(
     config: &Config,
     account: &AccountConfig,
-    plan: &[Value],
+    plan: &[SendParams],
     pid: &str,
 ) -> i32 {
     let n = plan.len();
@@ -234,7 +229,8 @@ async fn send_via_gateway(
             return 1;
         }
     };
-    let key = match store.queue_outbox(&account.id, &Value::Array(plan.to_vec()).to_string()) {
+    let stored = serde_json::to_string(plan).expect("a plan serialises");
+    let key = match store.queue_outbox(&account.id, &stored) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("error: {e}");

@@ -14,7 +14,7 @@ pub use chunk::chunk_text;
 pub use handle::{normalize_handle, parse_handle};
 pub use target::{parse_target, Target, TargetError};
 
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::config::AccountConfig;
@@ -76,8 +76,49 @@ fn cap_chunks(mut chunks: Vec<String>, max: usize, limit: usize) -> (Vec<String>
 /// the account's service; handle targets carry `to`, with the service its prefix names
 /// (`sms:+1555...`) or else the account's. Every object carries the account's `region`.
 /// A blank reply plans no sends.
-pub fn plan_reply(text: &str, target: &Target, account: &AccountConfig) -> Vec<Value> {
+pub fn plan_reply(text: &str, target: &Target, account: &AccountConfig) -> Vec<SendParams> {
     plan_send(text, &[], target, account)
+}
+
+/// One planned `send`: imsg's params for it, typed. It becomes JSON only where it leaves the
+/// gateway: the journal (a reply's plan, the CLI's outbox) and the `send` request, and it
+/// reads back from what the journal holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendParams {
+    /// Exactly one selector.
+    #[serde(flatten)]
+    pub to: SendTo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    pub service: String,
+    pub region: String,
+}
+
+/// Where a `send` goes, as imsg's params name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendTo {
+    #[serde(rename = "chat_id")]
+    ChatId(i64),
+    #[serde(rename = "chat_guid")]
+    ChatGuid(String),
+    #[serde(rename = "chat_identifier")]
+    ChatIdentifier(String),
+    #[serde(rename = "to")]
+    Handle(String),
+}
+
+impl SendParams {
+    /// The params object of the `send` request.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("send params serialise")
+    }
+
+    /// A chunk that is a file and nothing else.
+    pub fn is_file_only(&self) -> bool {
+        self.text.is_none() && self.file.is_some()
+    }
 }
 
 /// The [`Target`] of a reply to a handle (a DM without a chat selector, a pairing code). It
@@ -98,12 +139,12 @@ pub fn plan_send(
     files: &[String],
     target: &Target,
     account: &AccountConfig,
-) -> Vec<Value> {
-    let (key, value): (&str, Value) = match target {
-        Target::ChatId(id) => ("chat_id", json!(id)),
-        Target::ChatGuid(g) => ("chat_guid", json!(g)),
-        Target::ChatIdentifier(i) => ("chat_identifier", json!(i)),
-        Target::Handle { to, .. } => ("to", json!(to)),
+) -> Vec<SendParams> {
+    let to = match target {
+        Target::ChatId(id) => SendTo::ChatId(*id),
+        Target::ChatGuid(g) => SendTo::ChatGuid(g.clone()),
+        Target::ChatIdentifier(i) => SendTo::ChatIdentifier(i.clone()),
+        Target::Handle { to, .. } => SendTo::Handle(to.clone()),
     };
     let service = match target {
         Target::Handle {
@@ -111,13 +152,12 @@ pub fn plan_send(
         } => *s,
         _ => account.service,
     };
-    let params = |extra: (&str, Value)| {
-        let mut p = Map::new();
-        p.insert(key.to_string(), value.clone());
-        p.insert(extra.0.to_string(), extra.1);
-        p.insert("service".into(), json!(service.as_str()));
-        p.insert("region".into(), json!(account.region));
-        Value::Object(p)
+    let params = |text: Option<String>, file: Option<String>| SendParams {
+        to: to.clone(),
+        text,
+        file,
+        service: service.as_str().to_string(),
+        region: account.region.clone(),
     };
     let mut out = Vec::new();
     let full = apply_prefix(text, account.response_prefix.as_deref());
@@ -134,17 +174,9 @@ pub fn plan_send(
                 "reply is {total} chunks, more than imessage.maxChunksPerReply ({}): sending {}, dropping {dropped}",
                 account.max_chunks_per_reply, chunks.len());
         }
-        out.extend(
-            chunks
-                .into_iter()
-                .map(|c| params(("text", Value::String(c)))),
-        );
+        out.extend(chunks.into_iter().map(|c| params(Some(c), None)));
     }
-    out.extend(
-        files
-            .iter()
-            .map(|f| params(("file", Value::String(f.clone())))),
-    );
+    out.extend(files.iter().map(|f| params(None, Some(f.clone()))));
     out
 }
 
@@ -152,6 +184,12 @@ pub fn plan_send(
 mod tests {
     use super::*;
     use crate::config::{ChunkMode, Service};
+    use serde_json::{json, Value};
+
+    /// The plan as the journal and imsg see it.
+    fn wire(plan: &[SendParams]) -> Vec<Value> {
+        plan.iter().map(SendParams::to_json).collect()
+    }
 
     fn account() -> AccountConfig {
         AccountConfig::default()
@@ -161,7 +199,7 @@ mod tests {
     fn one_params_object_per_chunk_for_a_chat_id_target() {
         let mut a = account();
         a.text_chunk_limit = 10;
-        let plan = plan_reply("hello there world", &Target::ChatId(12), &a);
+        let plan = wire(&plan_reply("hello there world", &Target::ChatId(12), &a));
         assert_eq!(
             plan,
             vec![
@@ -177,13 +215,13 @@ mod tests {
         let mut a = account();
         a.response_prefix = Some("PFX".into());
         a.text_chunk_limit = 12;
-        let plan = plan_reply("final reply and more", &Target::ChatId(1), &a);
+        let plan = wire(&plan_reply("final reply and more", &Target::ChatId(1), &a));
         let texts: Vec<_> = plan.iter().map(|p| p["text"].as_str().unwrap()).collect();
         assert_eq!(texts, ["PFX final", "reply and", "more"]);
         a.text_chunk_limit = 4000;
-        let plan = plan_reply("final reply", &Target::ChatId(1), &a);
+        let plan = wire(&plan_reply("final reply", &Target::ChatId(1), &a));
         assert_eq!(plan[0]["text"], "PFX final reply");
-        let plan = plan_reply("PFX already", &Target::ChatId(1), &a);
+        let plan = wire(&plan_reply("PFX already", &Target::ChatId(1), &a));
         assert_eq!(plan[0]["text"], "PFX already");
         assert!(plan_reply("  ", &Target::ChatId(1), &a).is_empty());
     }
@@ -193,20 +231,24 @@ mod tests {
         let mut a = account();
         a.service = Service::Sms;
         a.region = "GB".into();
-        let p = &plan_reply("x", &Target::ChatGuid("iMessage;+;c".into()), &a)[0];
+        let p = &wire(&plan_reply(
+            "x",
+            &Target::ChatGuid("iMessage;+;c".into()),
+            &a,
+        ))[0];
         assert_eq!(
             p,
             &json!({"chat_guid":"iMessage;+;c","text":"x","service":"sms","region":"GB"})
         );
-        let p = &plan_reply("x", &Target::ChatIdentifier("c1".into()), &a)[0];
+        let p = &wire(&plan_reply("x", &Target::ChatIdentifier("c1".into()), &a))[0];
         assert_eq!(p["chat_identifier"], "c1");
         assert!(p.get("chat_id").is_none() && p.get("to").is_none());
-        let p = &plan_reply("x", &handle_target("+15550001111"), &a)[0];
+        let p = &wire(&plan_reply("x", &handle_target("+15550001111"), &a))[0];
         assert_eq!(
             p,
             &json!({"to":"+15550001111","text":"x","service":"sms","region":"GB"})
         );
-        let p = &plan_reply("x", &handle_target("imessage:a@b.c"), &a)[0];
+        let p = &wire(&plan_reply("x", &handle_target("imessage:a@b.c"), &a))[0];
         assert_eq!(p["to"], "a@b.c");
         assert_eq!(p["service"], "imessage");
     }
@@ -219,10 +261,32 @@ mod tests {
             .join(" ")
     }
 
-    fn texts(plan: &[Value]) -> Vec<String> {
-        plan.iter()
-            .map(|p| p["text"].as_str().unwrap().to_string())
-            .collect()
+    fn texts(plan: &[SendParams]) -> Vec<String> {
+        plan.iter().map(|p| p.text.clone().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_plan_reads_back_from_what_the_journal_holds() {
+        let mut a = account();
+        a.text_chunk_limit = 10;
+        let plan = plan_send(
+            "hello there",
+            &["/tmp/a.jpg".into()],
+            &handle_target("sms:+15550001111"),
+            &a,
+        );
+        let stored = serde_json::to_string(&plan).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&stored).unwrap(),
+            json!([{"to":"+15550001111","text":"hello","service":"sms","region":"US"},
+                   {"to":"+15550001111","text":"there","service":"sms","region":"US"},
+                   {"to":"+15550001111","file":"/tmp/a.jpg","service":"sms","region":"US"}])
+        );
+        assert_eq!(
+            serde_json::from_str::<Vec<SendParams>>(&stored).unwrap(),
+            plan
+        );
+        assert!(plan[2].is_file_only() && !plan[0].is_file_only());
     }
 
     #[test]
@@ -275,6 +339,6 @@ mod tests {
         a.text_chunk_limit = 9;
         let plan = plan_reply("Para one\n\nPara two", &Target::ChatId(3), &a);
         assert_eq!(plan.len(), 2);
-        assert_eq!(plan[1]["text"], "Para two");
+        assert_eq!(plan[1].text.as_deref(), Some("Para two"));
     }
 }
