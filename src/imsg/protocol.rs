@@ -93,7 +93,7 @@ pub enum Request {
     },
     /// `watch.unsubscribe`.
     Unsubscribe { subscription: i64 },
-    /// `send` with a planned chunk's params (`outbound::plan_send`'s objects).
+    /// `send` with a planned chunk's params (`outbound::SendParams::to_json`).
     Send(Value),
 }
 
