@@ -308,9 +308,38 @@ fn catch_up(fake: &Path, big: &Path, base: i64, big_rate: Option<f64>) {
     );
 }
 
+/// The disk's own fsync time (8 KiB written, then fsync, 500 times), p50 and p99: a reply is
+/// sent only once its plan is durable, so one fsync is on every reply's path and its tail
+/// is a floor under the gateway's.
+fn disk_fsync(dir: &Path) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::create(dir.join("fsync.bin")).unwrap();
+    let block = [7u8; 8192];
+    let mut took: Vec<f64> = (0..500u64)
+        .map(|i| {
+            f.write_all_at(&block, (i % 64) * 8192).unwrap();
+            let t = Instant::now();
+            f.sync_all().unwrap();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    took.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    figure(
+        "disk_fsync_p50_ms",
+        took[250],
+        "ms, this disk, 8 KiB + fsync",
+    );
+    figure(
+        "disk_fsync_p99_ms",
+        took[495],
+        "ms: one fsync is on every reply's path (its plan is durable before the send)",
+    );
+}
+
 /// Latency, one message at a time, through the tap, watch debounce 0.
 fn latency(fake: &Path) {
     let lat = tempfile::tempdir().unwrap();
+    disk_fsync(lat.path());
     let db = lat.path().join("chat.db");
     let world = family(&db);
     let tap = lat.path().join("tap.jsonl");
