@@ -129,7 +129,7 @@ fn resolve(w: &World, target: &Target) -> Result<Option<Resolved>, RpcError> {
     Ok(match target {
         Target::To(h) => Some(Resolved::Direct(h.clone())),
         Target::ChatId(id) => Some(Resolved::Chat(Box::new(
-            w.chat_uncounted(*id)
+            w.chat_for_send(*id)
                 .map_err(wrap)?
                 .ok_or_else(|| RpcError::invalid_params(format!("unknown chat_id {id}")))?,
         ))),
@@ -231,7 +231,7 @@ pub fn send_v1(sh: &Shared, params: &Map<String, Value>) -> Result<String, RpcEr
     if let Target::ChatId(id) = target {
         if transport == "bridge" || reply_to.is_some() || !file.is_empty() {
             sh.db.run(|w| {
-                w.chat_uncounted(id)
+                w.chat_for_send(id)
                     .map_err(wrap)?
                     .map(|_| ())
                     .ok_or_else(|| RpcError::invalid_params(format!("unknown chat_id {id}")))

@@ -246,6 +246,19 @@ impl World {
             .pop())
     }
 
+    /// The chat with this ROWID as a send reads it: its own columns and participants, without
+    /// the last message date (`None`), unread count (0) or contact name (`None`), which no send
+    /// result nor written row carries; a send pays neither the chat_message_join seek nor the
+    /// contact lookup.
+    pub fn chat_for_send(&self, id: i64) -> Result<Option<ChatRow>> {
+        let sql = format!(
+            "SELECT {CHAT_COLS}, NULL, 0, NULL, {PARTICIPANTS} FROM chat c WHERE c.ROWID = ?1"
+        );
+        Ok(self
+            .run_chat_query(&sql, vec![id.into()], 1, |_| true)?
+            .pop())
+    }
+
     /// The chat with this guid (exact).
     pub fn chat_by_guid(&self, guid: &str) -> Result<Option<ChatRow>> {
         Ok(self
