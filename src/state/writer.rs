@@ -37,6 +37,9 @@ use super::{StateError, Store};
 /// Most calls in one transaction: a bound on how long one commit can keep a caller waiting.
 const MAX_BATCH: usize = 512;
 
+/// A commit slower than this is logged (debug): the disk holding up every caller in it.
+const SLOW_COMMIT: Duration = Duration::from_millis(2);
+
 /// How long a write nobody waits for may stay queued before a drain commits it.
 pub const DEFER: Duration = Duration::from_millis(10);
 
@@ -426,7 +429,18 @@ fn run_batch(store: &mut Store, batch: Vec<(u64, Box<dyn Op>)>) -> Vec<(u64, Box
         // Nothing of the later calls ran for good: they are run again.
         return again;
     }
-    match store.run_cached("COMMIT") {
+    let started = std::time::Instant::now();
+    let committed = store.run_cached("COMMIT");
+    let took = started.elapsed();
+    if took > SLOW_COMMIT {
+        // The disk, not the gateway: every caller in the batch waited this long.
+        tracing::debug!(
+            "a state commit of {} call(s) took {} ms",
+            done.len(),
+            took.as_millis()
+        );
+    }
+    match committed {
         Ok(()) => {
             for (_, op) in done {
                 op.finish(None);
