@@ -1548,29 +1548,23 @@ impl AccountRuntime {
             end: None,
         };
         let messages = match conn.client.call(conn.protocol, &req).await {
-            Ok(page) => Page::from_result(page).messages,
+            Ok(page) => {
+                let page = Page::from_result(page);
+                // A full page that does not reach the inbound message: the chat moved on
+                // (or the reply waited behind a long queue), and the chunk may be older.
+                let reached = page.rowids().any(|r| r <= after_rowid);
+                if reached || (page.messages.len() as u32) < RECONCILE_HISTORY {
+                    page.messages
+                } else {
+                    tracing::info!(account = %self.id(), chat_id = chat,
+                        "chat {chat} has more than {RECONCILE_HISTORY} rows after rowid {after_rowid}; reading them all");
+                    self.rows_after(conn, chat, after_rowid).await?
+                }
+            }
             Err(e) if e.row_level() => {
                 tracing::warn!(account = %self.id(), chat_id = chat,
                     "chat {chat}'s recent history holds a row imsg cannot read ({e}); reading around it");
-                crate::imsg::readable_rows_after(
-                    &conn.client,
-                    conn.protocol,
-                    self.id(),
-                    chat,
-                    after_rowid,
-                )
-                .await
-                .map_err(|why| {
-                    if conn.client.is_closed() {
-                        RpcError::Closed
-                    } else {
-                        RpcError::Remote {
-                            code: ErrorCode::Internal.code(),
-                            message: why,
-                            data: None,
-                        }
-                    }
-                })?
+                self.rows_after(conn, chat, after_rowid).await?
             }
             Err(e) => return Err(e),
         };
@@ -1593,6 +1587,29 @@ impl AccountRuntime {
             })
             .min();
         Ok(found)
+    }
+
+    /// Every readable row of `chat` after `after_rowid`, page by page, stepping over rows
+    /// imsg cannot read.
+    async fn rows_after(
+        &self,
+        conn: &Connection,
+        chat: i64,
+        after_rowid: i64,
+    ) -> Result<Vec<Value>, RpcError> {
+        crate::imsg::readable_rows_after(&conn.client, conn.protocol, self.id(), chat, after_rowid)
+            .await
+            .map_err(|why| {
+                if conn.client.is_closed() {
+                    RpcError::Closed
+                } else {
+                    RpcError::Remote {
+                        code: ErrorCode::Internal.code(),
+                        message: why,
+                        data: None,
+                    }
+                }
+            })
     }
 }
 

@@ -228,7 +228,7 @@ async fn a_fresh_gateway_records_the_tail_even_when_a_chats_newest_row_is_unread
 
 #[tokio::test(start_paused = true)]
 async fn a_gateway_killed_mid_reply_sends_only_the_missing_chunks_after_a_restart() {
-    killed_mid_reply(false).await;
+    killed_mid_reply(AfterCrash::Nothing).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -236,10 +236,27 @@ async fn the_history_check_reads_around_a_row_imsg_cannot_read() {
     // A row of the chat that imsg cannot read arrives while the gateway is down: the
     // history page the check reads fails on it, and the check reads around it instead
     // of giving the reply up.
-    killed_mid_reply(true).await;
+    killed_mid_reply(AfterCrash::UnreadableRow).await;
 }
 
-async fn killed_mid_reply(poison_after_crash: bool) {
+#[tokio::test(start_paused = true)]
+async fn the_history_check_reads_back_past_the_newest_hundred_rows() {
+    // The chat moved on while the gateway was down (or resumed the reply behind a long
+    // queue): its chunk is older than the newest page of history, and must still be found.
+    killed_mid_reply(AfterCrash::Busy).await;
+}
+
+/// What happens in the chat between the crash and the restart.
+enum AfterCrash {
+    Nothing,
+    UnreadableRow,
+    Busy,
+}
+
+/// Rows sent from my phone, which the gateway neither answers nor counts as its own.
+const FROM_MY_PHONE: &str = "from my phone";
+
+async fn killed_mid_reply(after: AfterCrash) {
     for level in [Level::V1, Level::Legacy] {
         let dir = state_dir();
         let imsg = MemImsg::new(level, 4);
@@ -264,8 +281,16 @@ async fn killed_mid_reply(poison_after_crash: bool) {
         gw.crash().await;
         imsg.kill();
         imsg.set_faults(Faults::default());
-        if poison_after_crash {
-            imsg.inject_unreadable(5, "+15550100005");
+        match after {
+            AfterCrash::Nothing => {}
+            AfterCrash::UnreadableRow => {
+                imsg.inject_unreadable(5, "+15550100005");
+            }
+            AfterCrash::Busy => {
+                for i in 0..150 {
+                    imsg.inject_from_me(5, &format!("{FROM_MY_PHONE} {i}"));
+                }
+            }
         }
         let journal = Store::open_existing(dir.path()).unwrap().unwrap();
         let answering = journal
@@ -276,12 +301,18 @@ async fn killed_mid_reply(poison_after_crash: bool) {
         // the history check after the restart settles whatever is missing.
         assert!(answering[0].sent <= 1, "chunk 2 was never acknowledged");
         let gw = Gw::start(cfg(), &imsg);
+        let gateways = |imsg: &MemImsg| -> Vec<String> {
+            replies_in(imsg, 5)
+                .into_iter()
+                .filter(|t| !t.starts_with(FROM_MY_PHONE))
+                .collect()
+        };
         until("the last chunk", Duration::from_secs(60), || {
-            replies_in(&imsg, 5).len() >= 3
+            gateways(&imsg).len() >= 3
         })
         .await;
         tokio::time::sleep(Duration::from_secs(10)).await;
-        let got = replies_in(&imsg, 5);
+        let got = gateways(&imsg);
         assert_eq!(got.len(), 3, "{level:?}: each chunk exactly once: {got:?}");
         assert_eq!(got.concat().replace(' ', ""), "echo:aaaaabbbbbcccccddddd");
         let e = journal

@@ -142,6 +142,11 @@ impl MemImsg {
         id
     }
 
+    /// A row sent from one of my devices (not through the gateway).
+    pub fn inject_from_me(&self, chat_id: i64, text: &str) -> i64 {
+        self.add_row(chat_id, false, "", text, true)
+    }
+
     fn add_row(&self, chat_id: i64, group: bool, sender: &str, text: &str, me: bool) -> i64 {
         let id = {
             let mut w = self.inner.world.lock().unwrap();
