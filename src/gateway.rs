@@ -354,7 +354,7 @@ impl AccountRuntime {
 
     async fn start(shared: AccountShared, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let id = shared.account.id.clone();
-        let durable = shared
+        let (durable, journaled_upto) = shared
             .db
             .call({
                 let id = id.clone();
@@ -364,7 +364,6 @@ impl AccountRuntime {
                 }
             })
             .await?;
-        let (durable, journaled_upto) = durable;
         let (cursor_tx, cursor_rx) = watch::channel(durable);
         let me = Arc::new(AccountRuntime {
             account: shared.account.clone(),
@@ -1262,7 +1261,6 @@ impl AccountRuntime {
                 return None;
             }
         };
-        let target = target.clone();
         let mut files = Vec::new();
         let mut refused = Vec::new();
         for f in &reply.files {
@@ -1274,7 +1272,7 @@ impl AccountRuntime {
                 }
             }
         }
-        let mut plan = crate::outbound::plan_send(&reply.text, &files, &target, &self.account);
+        let mut plan = crate::outbound::plan_send(&reply.text, &files, target, &self.account);
         if !refused.is_empty() {
             // The person in the chat should know something was meant to come with it.
             let notice = refused
@@ -1292,7 +1290,7 @@ impl AccountRuntime {
                 response_prefix: None,
                 ..(*self.account).clone()
             };
-            plan.extend(crate::outbound::plan_send(&notice, &[], &target, &plain));
+            plan.extend(crate::outbound::plan_send(&notice, &[], target, &plain));
         }
         if plan.is_empty() {
             tracing::info!(account = %self.id(), guid = %key, "not answered: the reply is empty after planning");
@@ -1308,7 +1306,7 @@ impl AccountRuntime {
             .submit_later(move |s| s.begin_answer(&id, &key2, &text))
             .wanted();
         let chat_id = match target {
-            crate::outbound::Target::ChatId(id) => Some(id),
+            Target::ChatId(id) => Some(*id),
             _ => msg.chat_id,
         };
         Some(Ready {
@@ -1364,7 +1362,7 @@ impl AccountRuntime {
             let params = &d.plan[d.next];
             let text = params.text.clone().unwrap_or_default();
             let k = d.next + 1;
-            let file_only = text.is_empty() && params.file.is_some();
+            let file_only = params.is_file_only();
             let params = params.to_json();
             if d.uncertain && file_only {
                 // History cannot tell one attachment from another reliably; never twice wins.

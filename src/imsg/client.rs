@@ -63,7 +63,7 @@ impl RpcError {
         self.error_code() == Some(ErrorCode::MethodNotFound)
     }
 
-    /// A string field of the error's `data` object (`disposition`, `retry_safe`, ...).
+    /// A field of the error's `data` object (`disposition`, `retry_safe`, ...).
     fn data_field(&self, key: &str) -> Option<&Value> {
         match self {
             RpcError::Remote { data: Some(d), .. } => d.get(key),
@@ -77,8 +77,7 @@ impl RpcError {
         matches!(
             self.error_code(),
             Some(ErrorCode::ServerBusy | ErrorCode::DatabaseUnavailable)
-        ) || (self.code().is_some()
-            && self.data_field("retry_safe").and_then(Value::as_bool) == Some(true))
+        ) || self.data_field("retry_safe").and_then(Value::as_bool) == Some(true)
     }
 
     /// `-32001` with `disposition: "may_have_completed"`: imsg handed it over and cannot

@@ -23,8 +23,9 @@
 //! the reply waiting on that commit paid for it. A checkpoint that falls [`WAL_LIMIT`]
 //! frames behind is run by the drain itself, so the WAL stays bounded.
 //!
-//! The queue is not bounded here but by its producers: the ingest loop waits for each batch,
-//! and a session has at most its lookahead of plans and a few acknowledgements in flight.
+//! The queue is not bounded here but by its producers: the ingest loop has at most 64
+//! batches on their way to the disk, and a session at most its lookahead of plans and a few
+//! acknowledgements.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -175,20 +176,7 @@ impl Db {
         T: Send + 'static,
         F: FnMut(&mut Store) -> Result<T, StateError> + Send + 'static,
     {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.send(
-            Box::new(Call {
-                f,
-                result: None,
-                reply: Some(reply),
-                detached: None,
-            }),
-            Need::Now,
-        );
-        async move {
-            rx.await
-                .unwrap_or_else(|_| Err(StateError::stopped("the store stopped")))
-        }
+        self.queue_call(f, Need::Now).committed()
     }
 
     /// [`Db::submit`] for a result wanted only later: `f` takes its place in the order
@@ -196,6 +184,14 @@ impl Db {
     /// says whether its result is then wanted at once ([`Later::wanted`]) or whenever that
     /// drain comes ([`Later::committed`]).
     pub fn submit_later<T, F>(&self, f: F) -> Later<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Store) -> Result<T, StateError> + Send + 'static,
+    {
+        self.queue_call(f, Need::Later)
+    }
+
+    fn queue_call<T, F>(&self, f: F, need: Need) -> Later<T>
     where
         T: Send + 'static,
         F: FnMut(&mut Store) -> Result<T, StateError> + Send + 'static,
@@ -208,7 +204,7 @@ impl Db {
                 reply: Some(reply),
                 detached: None,
             }),
-            Need::Later,
+            need,
         );
         Later {
             rx,
@@ -276,18 +272,13 @@ impl<T> Later<T> {
         if self.rx.is_empty() {
             want(&self.shared, self.at);
         }
-        Self::result(self.rx).await
+        self.committed().await
     }
 
     /// Its result, once a drain somebody else asked for (or the timer) has committed it.
     pub async fn committed(self) -> Result<T, StateError> {
-        Self::result(self.rx).await
-    }
-
-    async fn result(
-        rx: tokio::sync::oneshot::Receiver<Result<T, StateError>>,
-    ) -> Result<T, StateError> {
-        rx.await
+        self.rx
+            .await
             .unwrap_or_else(|_| Err(StateError::stopped("the store stopped")))
     }
 }
