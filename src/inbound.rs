@@ -3,7 +3,7 @@
 //! ([`skip_reason`], DESIGN decision 6), and recognises mirror echoes of what the gateway
 //! itself just sent ([`EchoGuard`]). Everything here is pure: no I/O, time is a parameter.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::{Map, Value};
 
@@ -365,6 +365,50 @@ struct SentRecord {
 pub struct EchoGuard {
     window_ms: u64,
     sent: VecDeque<SentRecord>,
+    /// How many remembered sends have each text, by the chat they went to: every inbound
+    /// row is checked against the guard, and a scan of up to 512 sends each time was a
+    /// visible share of a catch-up's CPU.
+    texts: Index,
+    /// The same for the guids imsg gave the sends.
+    guids: Index,
+}
+
+/// Counts of remembered keys, by chat (`None`: a send not addressed by chat id, which
+/// matches every chat).
+#[derive(Debug, Clone, Default)]
+struct Index(HashMap<Option<i64>, HashMap<String, u32>>);
+
+impl Index {
+    fn add(&mut self, chat: Option<i64>, key: &str) {
+        *self
+            .0
+            .entry(chat)
+            .or_default()
+            .entry(key.to_string())
+            .or_default() += 1;
+    }
+
+    fn remove(&mut self, chat: Option<i64>, key: &str) {
+        if let Some(keys) = self.0.get_mut(&chat) {
+            if let Some(n) = keys.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    keys.remove(key);
+                }
+            }
+            if keys.is_empty() {
+                self.0.remove(&chat);
+            }
+        }
+    }
+
+    /// Whether a send into `chat` (or one addressed otherwise) had `key`. Decision 6 scopes
+    /// both rules to the chat we sent into: a user's real threaded reply to the bot in
+    /// another chat must still be answered.
+    fn matches(&self, chat: Option<i64>, key: &str) -> bool {
+        let has = |c: Option<i64>| self.0.get(&c).is_some_and(|keys| keys.contains_key(key));
+        has(None) || (chat.is_some() && has(chat))
+    }
 }
 
 impl EchoGuard {
@@ -372,6 +416,8 @@ impl EchoGuard {
         EchoGuard {
             window_ms,
             sent: VecDeque::new(),
+            texts: Index::default(),
+            guids: Index::default(),
         }
     }
 
@@ -385,9 +431,9 @@ impl EchoGuard {
     ) {
         self.expire(now_ms);
         if self.sent.len() >= ECHO_GUARD_CAPACITY {
-            self.sent.pop_front();
+            self.pop();
         }
-        self.sent.push_back(SentRecord {
+        let record = SentRecord {
             chat_id,
             text: text.trim().to_string(),
             guid: guid
@@ -395,7 +441,12 @@ impl EchoGuard {
                 .filter(|g| !g.is_empty())
                 .map(str::to_string),
             at_ms: now_ms,
-        });
+        };
+        self.texts.add(chat_id, &record.text);
+        if let Some(g) = &record.guid {
+            self.guids.add(chat_id, g);
+        }
+        self.sent.push_back(record);
     }
 
     /// True when `msg` mirrors a recent send. Matches are not consumed: answering an echo of
@@ -403,18 +454,12 @@ impl EchoGuard {
     pub fn is_mirror(&mut self, msg: &InboundMessage, now_ms: u64) -> bool {
         self.expire(now_ms);
         let text = msg.text.trim();
-        let reply_to = msg.reply_to_guid.as_deref().map(str::trim);
-        self.sent.iter().any(|s| {
-            let by_guid = s.guid.is_some() && s.guid.as_deref() == reply_to;
-            let same_chat = match (s.chat_id, msg.chat_id) {
-                (Some(a), Some(b)) => a == b,
-                (None, _) => true,
-                (Some(_), None) => false,
-            };
-            // Decision 6 scopes both rules to the chat we sent into: a user's real
-            // threaded reply to the bot in another chat must still be answered.
-            same_chat && (by_guid || (!text.is_empty() && s.text == text))
-        })
+        let by_guid = msg
+            .reply_to_guid
+            .as_deref()
+            .map(str::trim)
+            .is_some_and(|g| !g.is_empty() && self.guids.matches(msg.chat_id, g));
+        by_guid || (!text.is_empty() && self.texts.matches(msg.chat_id, text))
     }
 
     /// How many sends are remembered now (for tests and status).
@@ -427,10 +472,19 @@ impl EchoGuard {
         self.sent.is_empty()
     }
 
+    fn pop(&mut self) {
+        if let Some(old) = self.sent.pop_front() {
+            self.texts.remove(old.chat_id, &old.text);
+            if let Some(g) = &old.guid {
+                self.guids.remove(old.chat_id, g);
+            }
+        }
+    }
+
     fn expire(&mut self, now_ms: u64) {
         while let Some(front) = self.sent.front() {
             if now_ms.saturating_sub(front.at_ms) > self.window_ms {
-                self.sent.pop_front();
+                self.pop();
             } else {
                 break;
             }
@@ -587,6 +641,70 @@ mod tests {
         assert_eq!(m.rowid, 6);
         assert!(m.is_reaction);
         assert_eq!(skip_reason(&m), Some(SkipReason::Reaction));
+    }
+
+    /// The guard's first form, a scan of every remembered send: the index must answer
+    /// exactly as it did.
+    fn scan_is_mirror(
+        sent: &[(Option<i64>, String, Option<String>, u64)],
+        window: u64,
+        msg: &InboundMessage,
+        now: u64,
+    ) -> bool {
+        let text = msg.text.trim();
+        let reply_to = msg.reply_to_guid.as_deref().map(str::trim);
+        let start = sent.len().saturating_sub(ECHO_GUARD_CAPACITY);
+        sent[start..].iter().any(|(chat, t, guid, at)| {
+            let live = now.saturating_sub(*at) <= window;
+            let by_guid = guid.is_some() && guid.as_deref() == reply_to;
+            let same_chat = match (chat, msg.chat_id) {
+                (Some(a), Some(b)) => *a == b,
+                (None, _) => true,
+                (Some(_), None) => false,
+            };
+            live && same_chat && (by_guid || (!text.is_empty() && t == text))
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn echo_guard_index_answers_as_a_scan_would(
+            steps in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::option::of(1i64..4), 0usize..300, proptest::option::of(0usize..300), 0u64..40),
+                1..1_500,
+            ),
+            forever in proptest::bool::ANY,
+        ) {
+            // A few texts and guids that differ only in blanks, then enough others that
+            // the oldest sends leave the guard once it is full.
+            let pick = |fixed: [&str; 4], i: usize| match fixed.get(i) {
+                Some(s) => s.to_string(),
+                None => format!("t{i}"),
+            };
+            // A window that never closes fills the guard to its capacity instead.
+            let window = if forever { u64::MAX } else { 100 };
+            let mut g = EchoGuard::new(window);
+            let mut log: Vec<(Option<i64>, String, Option<String>, u64)> = Vec::new();
+            let mut now = 0u64;
+            for (send, chat, text, guid, dt) in steps {
+                now += dt;
+                let text = pick(["a", " a ", "b", ""], text);
+                let guid = guid.map(|i| pick(["g1", " g1", "g2", " "], i));
+                if send {
+                    g.record_sent(chat, &text, guid.as_deref(), now);
+                    let kept = guid.as_deref().map(str::trim).filter(|x| !x.is_empty()).map(str::to_string);
+                    log.push((chat, text.trim().to_string(), kept, now));
+                } else {
+                    let m = InboundMessage {
+                        chat_id: chat,
+                        text,
+                        reply_to_guid: guid,
+                        ..InboundMessage::default()
+                    };
+                    proptest::prop_assert_eq!(g.is_mirror(&m, now), scan_is_mirror(&log, window, &m, now));
+                }
+            }
+        }
     }
 
     #[test]
