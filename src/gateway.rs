@@ -1299,8 +1299,9 @@ impl AccountRuntime {
         }
         let text = serde_json::to_string(&plan).expect("a plan serialises");
         let (id, key2) = (self.id().to_string(), key.to_string());
-        // Queued now, committed by the time the sending stage needs it (nothing is sent
-        // before it is durable); plans queued ahead of their sends share commits.
+        // Queued and wanted now, so its commit runs while the reply before it is being sent
+        // (nothing is sent before it is durable); plans queued while a commit is on its way
+        // to the disk share the next one.
         let journaled = self
             .db
             .submit_later(move |s| s.begin_answer(&id, &key2, &text))

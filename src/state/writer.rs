@@ -267,12 +267,13 @@ pub struct Later<T> {
 }
 
 impl<T> Later<T> {
-    /// Its result, asking for its commit now.
-    pub async fn wanted(self) -> Result<T, StateError> {
+    /// Its result, asking for its commit now: when this is called, not when the future is
+    /// first polled, so the disk can work while the caller does something else first.
+    pub fn wanted(self) -> impl std::future::Future<Output = Result<T, StateError>> {
         if self.rx.is_empty() {
             want(&self.shared, self.at);
         }
-        self.committed().await
+        self.committed()
     }
 
     /// Its result, once a drain somebody else asked for (or the timer) has committed it.
@@ -678,6 +679,21 @@ mod tests {
         let later = db.submit_later(|s| s.record_inbound(&inbound("a", 1)));
         let a = tokio::time::timeout(Duration::from_millis(1), later.wanted()).await;
         assert!(matches!(a, Ok(Ok(true))), "{a:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_call_is_committed_from_when_it_is_wanted_not_when_it_is_awaited() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(Store::open(dir.path()).unwrap());
+        let later = db.submit_later(|s| s.record_inbound(&inbound("a", 1)));
+        // A session wants its plan's commit as soon as the plan is queued and awaits it
+        // only when the reply before it has been sent: the disk works meanwhile.
+        let wanted = later.wanted();
+        // Well before the deferral runs out.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let other = Store::open(dir.path()).unwrap();
+        assert_eq!(other.cursor("default").unwrap(), 1);
+        assert!(matches!(wanted.await, Ok(true)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
