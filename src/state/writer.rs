@@ -3,8 +3,8 @@
 //!
 //! Every store call of the gateway is a closure queued here and run on the blocking pool by
 //! one drain at a time (never on a runtime worker). Calls that arrive
-//! while a commit is on its way to the disk are run together in the next transaction, each
-//! in a savepoint of its own (one failing call never undoes another), and committed once:
+//! while a commit is on its way to the disk are run together in the next transaction (one
+//! failing call never undoes another: see [`run_batch`]), and committed once:
 //! durability is unchanged (`synchronous=FULL`, a caller hears "done" only after the commit
 //! that holds its writes), but ten sessions journaling at once cost one fsync, not ten.
 //! Calls run in the order they were submitted, so a write submitted after another is never
@@ -363,41 +363,75 @@ fn drain(shared: &Arc<Shared>) {
 
 /// Runs `batch` in one transaction. Returns the calls to run again because the database was
 /// busy (in order: once one call meets a busy database, the ones after it wait too).
+///
+/// A call's writes must be undone alone when it fails, which takes a savepoint around it:
+/// two more statements, and a copy of every page it touches the first time. Calls almost
+/// never fail, so the batch first runs without them; only when one does fail (or meets a
+/// busy database) is the whole transaction rolled back and the batch run again, call by
+/// call in savepoints. Calls may run more than once already (a busy database), so running
+/// them again is safe.
 fn run_batch(store: &mut Store, batch: Vec<(u64, Box<dyn Op>)>) -> Vec<(u64, Box<dyn Op>)> {
+    match run_ops(store, batch, false) {
+        Ok(again) => again,
+        Err(batch) => run_ops(store, batch, true).unwrap_or_else(|batch| batch),
+    }
+}
+
+/// [`run_batch`], with a savepoint around each call or without. Without, the first call that
+/// fails rolls the transaction back and hands the batch back whole, in order (`Err`).
+#[allow(clippy::type_complexity)]
+fn run_ops(
+    store: &mut Store,
+    batch: Vec<(u64, Box<dyn Op>)>,
+    savepoints: bool,
+) -> Result<Vec<(u64, Box<dyn Op>)>, Vec<(u64, Box<dyn Op>)>> {
     if let Err(e) = store.run_cached("BEGIN IMMEDIATE") {
         let e = store.sql(e);
         if e.is_busy() {
-            return batch;
+            return Ok(batch);
         }
         for (_, op) in batch {
             op.finish(Some(&e));
         }
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut done: Vec<(u64, Box<dyn Op>)> = Vec::with_capacity(batch.len());
     let mut again: Vec<(u64, Box<dyn Op>)> = Vec::new();
     let mut lost: Option<StateError> = None;
-    for (at, mut op) in batch {
+    let mut ops = batch.into_iter();
+    while let Some((at, mut op)) = ops.next() {
         if !again.is_empty() || lost.is_some() {
             again.push((at, op));
             continue;
         }
-        if let Err(e) = store.run_cached("SAVEPOINT call") {
-            lost = Some(store.sql(e));
-            again.push((at, op));
-            continue;
+        if savepoints {
+            if let Err(e) = store.run_cached("SAVEPOINT call") {
+                lost = Some(store.sql(e));
+                again.push((at, op));
+                continue;
+            }
         }
         let ran = op.run(store);
         let undo = !ran || op.failed();
-        let end = if undo {
-            store
-                .run_cached("ROLLBACK TO call")
-                .and_then(|()| store.run_cached("RELEASE call"))
-        } else {
-            store.run_cached("RELEASE call")
-        };
-        if let Err(e) = end {
-            lost = Some(store.sql(e));
+        if !savepoints && undo {
+            if !store.conn.is_autocommit() {
+                let _ = store.conn.execute_batch("ROLLBACK");
+            }
+            done.push((at, op));
+            done.extend(ops);
+            return Err(done);
+        }
+        if savepoints {
+            let end = if undo {
+                store
+                    .run_cached("ROLLBACK TO call")
+                    .and_then(|()| store.run_cached("RELEASE call"))
+            } else {
+                store.run_cached("RELEASE call")
+            };
+            if let Err(e) = end {
+                lost = Some(store.sql(e));
+            }
         }
         if store.conn.is_autocommit() && lost.is_none() {
             // SQLite rolled the whole transaction back (an I/O error, a full disk).
@@ -419,7 +453,7 @@ fn run_batch(store: &mut Store, batch: Vec<(u64, Box<dyn Op>)>) -> Vec<(u64, Box
             op.finish(Some(&e));
         }
         // Nothing of the later calls ran for good: they are run again.
-        return again;
+        return Ok(again);
     }
     let started = std::time::Instant::now();
     let committed = store.run_cached("COMMIT");
@@ -437,7 +471,7 @@ fn run_batch(store: &mut Store, batch: Vec<(u64, Box<dyn Op>)>) -> Vec<(u64, Box
             for (_, op) in done {
                 op.finish(None);
             }
-            again
+            Ok(again)
         }
         Err(e) => {
             let e = store.sql(e);
@@ -446,12 +480,12 @@ fn run_batch(store: &mut Store, batch: Vec<(u64, Box<dyn Op>)>) -> Vec<(u64, Box
             }
             if e.is_busy() {
                 done.extend(again);
-                return done;
+                return Ok(done);
             }
             for (_, op) in done {
                 op.finish(Some(&e));
             }
-            again
+            Ok(again)
         }
     }
 }
@@ -624,6 +658,47 @@ mod tests {
             .await
             .unwrap();
         assert!(a && !b && c, "only the failing call's writes are gone");
+    }
+
+    #[tokio::test]
+    async fn calls_beside_a_failing_one_are_committed_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(Store::open(dir.path()).unwrap());
+        db.call(|s| {
+            s.conn
+                .execute_batch("CREATE TABLE n(v INTEGER); INSERT INTO n VALUES(0);")
+                .map_err(|e| s.sql(e))
+        })
+        .await
+        .unwrap();
+        fn bump(s: &mut Store) -> Result<(), StateError> {
+            s.conn
+                .execute_batch("UPDATE n SET v = v + 1")
+                .map_err(|e| s.sql(e))
+        }
+        // Queued before any drain starts, so the four share one batch: the first pass
+        // (without savepoints) runs the first bump, meets the failure and starts over.
+        let a = db.submit_later(bump);
+        let bad = db.submit_later(|s| {
+            bump(s)?;
+            s.conn
+                .execute_batch("INSERT INTO no_such_table VALUES(1)")
+                .map_err(|e| s.sql(e))
+        });
+        let c = db.submit_later(bump);
+        let v = db.submit(|s| {
+            s.conn
+                .query_row("SELECT v FROM n", [], |r| r.get::<_, i64>(0))
+                .map_err(|e| s.sql(e))
+        });
+        assert!(a.committed().await.is_ok());
+        assert!(bad.committed().await.is_err());
+        assert!(c.committed().await.is_ok());
+        assert_eq!(
+            v.await.unwrap(),
+            2,
+            "each good call once, the failing one not at all"
+        );
     }
 
     #[tokio::test]
