@@ -782,6 +782,15 @@ impl AccountRuntime {
                 cursor = cursor.max(Some(msg.rowid));
                 continue;
             }
+            if msg.is_from_me {
+                // Never answered, so there is nothing to remember: the journal keeps what
+                // others sent (each reply would otherwise add a row of its own, a second
+                // insert per answered message), and the cursor moves past it with the batch.
+                tracing::debug!(account = %self.id(), guid = %key, rowid = msg.rowid,
+                    chat_id = ?msg.chat_id, "not answered: {}", SkipReason::FromMe);
+                cursor = cursor.max(Some(msg.rowid));
+                continue;
+            }
             let skip = |reason: String| (JournalStatus::Skipped, Some(reason), None);
             let now = self.opts.clock.now_ms();
             let mut pair = None;

@@ -142,6 +142,45 @@ async fn a_reply_waiting_through_a_ten_minute_outage_is_delivered_once_afterward
     gw.stop().await;
 }
 
+/// Rows from me (the gateway's own replies coming back through the watch, and what I send
+/// from my other devices) are never answered and leave nothing in the journal, which keeps
+/// what others sent; the cursor still moves past them, so a restart does not read them again.
+#[tokio::test(start_paused = true)]
+async fn rows_from_me_move_the_cursor_but_are_not_journaled() {
+    let dir = state_dir();
+    let imsg = MemImsg::new(Level::V1, 3);
+    let gw = Gw::start(config(dir.path(), ""), &imsg);
+    until("the watch", Duration::from_secs(30), || {
+        subscribed(&imsg) > 0
+    })
+    .await;
+    imsg.inject(1, false, "+15550100001", "hello");
+    until("the reply", Duration::from_secs(30), || {
+        replies_in(&imsg, 1).len() == 1
+    })
+    .await;
+    let mine = imsg.inject_from_me(1, "sent from my phone");
+    let store = Store::open(dir.path()).unwrap();
+    until(
+        "the cursor past my own row",
+        Duration::from_secs(30),
+        || store.cursor("default").unwrap() >= mine,
+    )
+    .await;
+    gw.stop().await;
+    let counts = store.counts(Some("default")).unwrap();
+    assert_eq!(
+        counts,
+        BTreeMap::from([("answered".to_string(), 1)]),
+        "only the message from the other party is journaled"
+    );
+    assert_eq!(
+        replies_in(&imsg, 1),
+        vec!["echo: hello", "sent from my phone"],
+        "my own row is not answered"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn with_no_cursor_yet_a_restart_replays_what_arrived_meanwhile() {
     let dir = state_dir();
