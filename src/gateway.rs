@@ -698,11 +698,21 @@ impl AccountRuntime {
         if raws.is_empty() {
             return Ok(None);
         }
-        // Rows seen but not journaled (unparsable, already handled) still move the cursor.
+        // Rows seen but not journaled (unparsable, from me, already handled) still move the
+        // cursor.
         let mut cursor: Option<i64> = None;
         let mut parsed = Vec::with_capacity(raws.len());
         for (raw, credit) in raws {
             match inbound::parse_message(&raw) {
+                Ok(m) if m.is_from_me => {
+                    // Never answered, so there is nothing to remember or look up: the journal
+                    // keeps what others sent (each reply would otherwise add a row of its
+                    // own, a second insert per answered message), and the cursor moves past
+                    // it with the batch.
+                    tracing::debug!(account = %self.id(), guid = %journal_key(&m), rowid = m.rowid,
+                        chat_id = ?m.chat_id, "not answered: {}", SkipReason::FromMe);
+                    cursor = cursor.max(Some(m.rowid));
+                }
                 Ok(mut m) => {
                     // A chat the operator listed in `groups` is a group, for access and routing.
                     m.is_group = self.policy.is_group(&m);
@@ -779,15 +789,6 @@ impl AccountRuntime {
             if known_keys.contains(&key) || !seen.insert(key.clone()) {
                 tracing::debug!(account = %self.id(), guid = %key, "not answered: {}",
                     SkipReason::AlreadyHandled);
-                cursor = cursor.max(Some(msg.rowid));
-                continue;
-            }
-            if msg.is_from_me {
-                // Never answered, so there is nothing to remember: the journal keeps what
-                // others sent (each reply would otherwise add a row of its own, a second
-                // insert per answered message), and the cursor moves past it with the batch.
-                tracing::debug!(account = %self.id(), guid = %key, rowid = msg.rowid,
-                    chat_id = ?msg.chat_id, "not answered: {}", SkipReason::FromMe);
                 cursor = cursor.max(Some(msg.rowid));
                 continue;
             }
