@@ -105,6 +105,9 @@ where
     }
 }
 
+/// A call with its place in the order.
+type Queued = (u64, Box<dyn Op>);
+
 /// A handle on the store; clones share it.
 #[derive(Clone)]
 pub struct Db(Arc<Shared>);
@@ -117,7 +120,7 @@ struct Shared {
 
 struct Queue {
     /// Calls with their place in the order.
-    calls: VecDeque<(u64, Box<dyn Op>)>,
+    calls: VecDeque<Queued>,
     /// The place the next call takes.
     next: u64,
     /// Calls up to this place are wanted now: a drain runs until it has committed them.
@@ -323,9 +326,9 @@ fn drain(shared: &Arc<Shared>) {
     let mut wait = Duration::from_millis(20);
     let mut waited = Duration::ZERO;
     let mut warned = false;
-    let mut again: Vec<(u64, Box<dyn Op>)> = Vec::new();
+    let mut again: Vec<Queued> = Vec::new();
     loop {
-        let batch: Vec<(u64, Box<dyn Op>)> = {
+        let batch: Vec<Queued> = {
             let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             for op in again.drain(..).rev() {
                 q.calls.push_front(op);
@@ -370,7 +373,7 @@ fn drain(shared: &Arc<Shared>) {
 /// busy database) is the whole transaction rolled back and the batch run again, call by
 /// call in savepoints. Calls may run more than once already (a busy database), so running
 /// them again is safe.
-fn run_batch(store: &mut Store, batch: Vec<(u64, Box<dyn Op>)>) -> Vec<(u64, Box<dyn Op>)> {
+fn run_batch(store: &mut Store, batch: Vec<Queued>) -> Vec<Queued> {
     match run_ops(store, batch, false) {
         Ok(again) => again,
         Err(batch) => run_ops(store, batch, true).unwrap_or_else(|batch| batch),
@@ -379,12 +382,11 @@ fn run_batch(store: &mut Store, batch: Vec<(u64, Box<dyn Op>)>) -> Vec<(u64, Box
 
 /// [`run_batch`], with a savepoint around each call or without. Without, the first call that
 /// fails rolls the transaction back and hands the batch back whole, in order (`Err`).
-#[allow(clippy::type_complexity)]
 fn run_ops(
     store: &mut Store,
-    batch: Vec<(u64, Box<dyn Op>)>,
+    batch: Vec<Queued>,
     savepoints: bool,
-) -> Result<Vec<(u64, Box<dyn Op>)>, Vec<(u64, Box<dyn Op>)>> {
+) -> Result<Vec<Queued>, Vec<Queued>> {
     if let Err(e) = store.run_cached("BEGIN IMMEDIATE") {
         let e = store.sql(e);
         if e.is_busy() {
@@ -395,8 +397,8 @@ fn run_ops(
         }
         return Ok(Vec::new());
     }
-    let mut done: Vec<(u64, Box<dyn Op>)> = Vec::with_capacity(batch.len());
-    let mut again: Vec<(u64, Box<dyn Op>)> = Vec::new();
+    let mut done: Vec<Queued> = Vec::with_capacity(batch.len());
+    let mut again: Vec<Queued> = Vec::new();
     let mut lost: Option<StateError> = None;
     let mut ops = batch.into_iter();
     while let Some((at, mut op)) = ops.next() {
