@@ -59,6 +59,16 @@ impl Gw {
         }
     }
 
+    /// Starts it and waits until it watches imsg.
+    async fn watching(cfg: Config, imsg: &MemImsg) -> Gw {
+        let gw = Gw::start(cfg, imsg);
+        until("the watch", Duration::from_secs(30), || {
+            subscribed(imsg) > 0
+        })
+        .await;
+        gw
+    }
+
     /// Graceful stop; the gateway must exit cleanly.
     async fn stop(self) {
         let _ = self.stop.send(true);
@@ -103,11 +113,7 @@ fn subscribed(imsg: &MemImsg) -> usize {
 async fn a_reply_waiting_through_a_ten_minute_outage_is_delivered_once_afterwards() {
     let dir = state_dir();
     let imsg = MemImsg::new(Level::V1, 1);
-    let gw = Gw::start(config(dir.path(), ""), &imsg);
-    until("the watch", Duration::from_secs(30), || {
-        subscribed(&imsg) > 0
-    })
-    .await;
+    let gw = Gw::watching(config(dir.path(), ""), &imsg).await;
     imsg.inject(1, false, "+15550100001", "before");
     until("the first reply", Duration::from_secs(30), || {
         replies_in(&imsg, 1).len() == 1
@@ -149,11 +155,7 @@ async fn a_reply_waiting_through_a_ten_minute_outage_is_delivered_once_afterward
 async fn rows_from_me_move_the_cursor_but_are_not_journaled() {
     let dir = state_dir();
     let imsg = MemImsg::new(Level::V1, 3);
-    let gw = Gw::start(config(dir.path(), ""), &imsg);
-    until("the watch", Duration::from_secs(30), || {
-        subscribed(&imsg) > 0
-    })
-    .await;
+    let gw = Gw::watching(config(dir.path(), ""), &imsg).await;
     imsg.inject(1, false, "+15550100001", "hello");
     until("the reply", Duration::from_secs(30), || {
         replies_in(&imsg, 1).len() == 1
@@ -186,11 +188,7 @@ async fn with_no_cursor_yet_a_restart_replays_what_arrived_meanwhile() {
     let dir = state_dir();
     let imsg = MemImsg::new(Level::V1, 2);
     imsg.inject(1, false, "+15550100001", "old history, never answered");
-    let gw = Gw::start(config(dir.path(), ""), &imsg);
-    until("the watch", Duration::from_secs(30), || {
-        subscribed(&imsg) > 0
-    })
-    .await;
+    let gw = Gw::watching(config(dir.path(), ""), &imsg).await;
     // Nothing journaled yet; imsg dies and a message arrives while it is away.
     imsg.set_faults(Faults {
         down: true,
@@ -217,11 +215,7 @@ async fn a_fresh_gateway_restarted_before_its_first_message_misses_nothing() {
     let dir = state_dir();
     let imsg = MemImsg::new(Level::Legacy, 3);
     imsg.inject(1, false, "+15550100001", "old");
-    let gw = Gw::start(config(dir.path(), ""), &imsg);
-    until("the watch", Duration::from_secs(30), || {
-        subscribed(&imsg) > 0
-    })
-    .await;
+    let gw = Gw::watching(config(dir.path(), ""), &imsg).await;
     gw.crash().await;
     imsg.kill();
     imsg.inject(1, false, "+15550100001", "while the gateway was down");
@@ -301,11 +295,7 @@ async fn killed_mid_reply(after: AfterCrash) {
         let imsg = MemImsg::new(level, 4);
         // A 12-character limit: "echo: " + 30 characters is three chunks.
         let cfg = || config(dir.path(), ", textChunkLimit: 12");
-        let gw = Gw::start(cfg(), &imsg);
-        until("the watch", Duration::from_secs(30), || {
-            subscribed(&imsg) > 0
-        })
-        .await;
+        let gw = Gw::watching(cfg(), &imsg).await;
         // imsg carries out the second chunk's send and then freezes: the gateway dies
         // with chunk 2 on the wire, its outcome unknown to it.
         imsg.set_faults(Faults {
@@ -367,11 +357,7 @@ async fn killed_mid_reply(after: AfterCrash) {
 async fn an_imsg_that_stops_answering_is_replaced_and_nothing_is_sent_twice() {
     let dir = state_dir();
     let imsg = MemImsg::new(Level::V1, 6);
-    let gw = Gw::start(config(dir.path(), ""), &imsg);
-    until("the watch", Duration::from_secs(30), || {
-        subscribed(&imsg) > 0
-    })
-    .await;
+    let gw = Gw::watching(config(dir.path(), ""), &imsg).await;
     // imsg carries out the first send and then answers nothing at all, health checks
     // included, until the gateway replaces it.
     imsg.set_faults(Faults {
@@ -415,11 +401,7 @@ async fn an_unreadable_row_is_skipped_loudly_and_the_account_goes_on() {
     for level in [Level::V1, Level::Legacy] {
         let dir = state_dir();
         let imsg = MemImsg::new(level, 5);
-        let gw = Gw::start(config(dir.path(), ""), &imsg);
-        until("the watch", Duration::from_secs(30), || {
-            subscribed(&imsg) > 0
-        })
-        .await;
+        let gw = Gw::watching(config(dir.path(), ""), &imsg).await;
         imsg.inject(1, false, "+15550100001", "first");
         until("the first reply", Duration::from_secs(30), || {
             replies_in(&imsg, 1).len() == 1
@@ -447,11 +429,7 @@ async fn rows_caught_up_with_an_unreadable_one_are_all_answered_but_it() {
     for level in [Level::V1, Level::Legacy] {
         let dir = state_dir();
         let imsg = MemImsg::new(level, 7);
-        let gw = Gw::start(config(dir.path(), ""), &imsg);
-        until("the watch", Duration::from_secs(30), || {
-            subscribed(&imsg) > 0
-        })
-        .await;
+        let gw = Gw::watching(config(dir.path(), ""), &imsg).await;
         imsg.inject(1, false, "+15550100001", "first");
         until("the first reply", Duration::from_secs(30), || {
             replies_in(&imsg, 1).len() == 1
@@ -496,11 +474,7 @@ async fn rows_caught_up_with_an_unreadable_one_are_all_answered_but_it() {
 async fn chaos(seed: u64, messages: usize, kills: usize) {
     let dir = state_dir();
     let imsg = MemImsg::new(Level::V1, seed);
-    let gw = Gw::start(config(dir.path(), ""), &imsg);
-    until("the watch", Duration::from_secs(30), || {
-        subscribed(&imsg) > 0
-    })
-    .await;
+    let gw = Gw::watching(config(dir.path(), ""), &imsg).await;
     imsg.set_faults(Faults {
         kill_per_mille: 2,
         kill_at_start_per_mille: 100,
@@ -596,11 +570,7 @@ async fn a_flood_waits_for_its_replies_instead_of_piling_up_and_loses_nothing() 
     const FLOOD: usize = 3_000;
     let dir = state_dir();
     let imsg = MemImsg::new(Level::V1, 11);
-    let gw = Gw::start(config(dir.path(), ""), &imsg);
-    until("the watch", Duration::from_secs(30), || {
-        subscribed(&imsg) > 0
-    })
-    .await;
+    let gw = Gw::watching(config(dir.path(), ""), &imsg).await;
     // Each answer takes up to 4 ms: the four chats' replies go far slower than the flood.
     imsg.set_faults(Faults {
         max_delay_ms: 4,
