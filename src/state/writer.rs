@@ -129,6 +129,10 @@ struct Queue {
     draining: bool,
     /// Whether a timer will start a drain for calls not wanted yet.
     armed: bool,
+    /// When the oldest call no drain has taken yet must be committed: [`DEFER`] after it
+    /// was queued. A drain that takes every queued call clears it, so the timer never
+    /// commits a call that has only just arrived because an older one armed it.
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl Queue {
@@ -166,6 +170,7 @@ impl Db {
                 wanted: 0,
                 draining: false,
                 armed: false,
+                deadline: None,
             }),
             store: Mutex::new(store),
             checkpoints,
@@ -305,17 +310,41 @@ fn start(shared: &Arc<Shared>, q: &mut Queue) {
         // On the blocking pool, not a thread of our own: the runtime then knows work is
         // in flight, so a paused clock (tests, the simulator) does not jump past it.
         tokio::task::spawn_blocking(move || drain(&shared));
-    } else if !q.calls.is_empty() && !q.armed {
+    } else if !q.calls.is_empty() {
+        let deadline = *q
+            .deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + DEFER);
+        if q.armed {
+            return;
+        }
         q.armed = true;
         let shared = shared.clone();
         // The runtime's timer: under a paused clock the deferred calls land when the
         // clock moves on, as they would in real time.
         tokio::spawn(async move {
-            tokio::time::sleep(DEFER).await;
-            let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-            q.armed = false;
-            q.wanted = q.wanted.max(q.next - 1);
-            start(&shared, &mut q);
+            let mut until = deadline;
+            loop {
+                tokio::time::sleep_until(until).await;
+                let later = {
+                    let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+                    // The calls this timer was armed for went with a drain somebody else
+                    // asked for; those queued since wait their own full interval. A commit
+                    // started here while a message is on its way would make its reply wait
+                    // for it.
+                    let later = q.deadline.filter(|d| *d > tokio::time::Instant::now());
+                    if later.is_none() {
+                        q.armed = false;
+                        q.deadline = None;
+                        q.wanted = q.wanted.max(q.next - 1);
+                        start(&shared, &mut q);
+                    }
+                    later
+                };
+                match later {
+                    Some(d) => until = d,
+                    None => return,
+                }
+            }
         });
     }
 }
@@ -341,6 +370,9 @@ fn drain(shared: &Arc<Shared>) {
             }
             // Everything queued goes in, wanted or not: one commit carries it all.
             let n = q.calls.len().min(MAX_BATCH);
+            if n == q.calls.len() {
+                q.deadline = None;
+            }
             q.calls.drain(..n).collect()
         };
         again = run_batch(&mut store, batch);
@@ -747,6 +779,34 @@ mod tests {
         // Well before the deferral runs out: only the commit of "b" can have carried "a".
         let a = tokio::time::timeout(Duration::from_millis(1), later.committed()).await;
         assert!(matches!(a, Ok(Ok(true))), "{a:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_call_waits_its_own_deferral_after_an_earlier_one_was_carried() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(Store::open(dir.path()).unwrap());
+        // "a" arms the timer; the commit "b" waits for carries it 8 ms later.
+        let a = db.submit_later(|s| s.record_inbound(&inbound("a", 1)));
+        tokio::time::sleep(Duration::from_millis(8)).await;
+        db.call(|s| s.record_inbound(&inbound("b", 2)))
+            .await
+            .unwrap();
+        assert!(a.committed().await.unwrap());
+        // "c" arrives 1 ms later. The interval "a" armed runs out 1 ms after that, and a
+        // commit started then would be one a reply arriving meanwhile has to wait for.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let queued = tokio::time::Instant::now();
+        assert!(db
+            .submit_later(|s| s.record_inbound(&inbound("c", 3)))
+            .committed()
+            .await
+            .unwrap());
+        let waited = queued.elapsed();
+        assert!(waited >= DEFER, "committed {waited:?} after it was queued");
+        assert!(
+            waited < DEFER * 2,
+            "committed {waited:?} after it was queued"
+        );
     }
 
     #[tokio::test(start_paused = true)]
