@@ -333,12 +333,19 @@ impl Client {
         let id = self.inner.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         self.inner.pending.lock().unwrap().insert(id, tx);
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        tracing::trace!(target: "imsg_gateway::imsg::wire", client = %self.inner.label, "-> {line}");
+        let line = serde_json::to_vec(&RequestLine {
+            id,
+            jsonrpc: "2.0",
+            method,
+            params: &params,
+        })
+        .expect("a request serialises");
+        tracing::trace!(target: "imsg_gateway::imsg::wire", client = %self.inner.label,
+            "-> {}", String::from_utf8_lossy(&line));
         // The write is inside the timeout too: a child that stops reading its stdin fills the
         // pipe, and a blocked write must not outlive the request.
         let exchange = async {
-            self.write_line(&line).await?;
+            self.write_line(line).await?;
             rx.await.unwrap_or(Err(RpcError::Closed))
         };
         match tokio::time::timeout(timeout, exchange).await {
@@ -360,7 +367,8 @@ impl Client {
     /// A notification (no id, never answered).
     pub async fn notify(&self, method: &str, params: Value) -> Result<(), RpcError> {
         let line = json!({"jsonrpc": "2.0", "method": method, "params": params});
-        self.write_line(&line).await
+        self.write_line(serde_json::to_vec(&line).expect("a JSON value serialises"))
+            .await
     }
 
     /// Closes our side of the pipe (the child's stdin): an imsg child drains and exits at EOF.
@@ -371,16 +379,26 @@ impl Client {
         }
     }
 
-    async fn write_line(&self, line: &Value) -> Result<(), RpcError> {
-        let mut text = line.to_string();
-        text.push('\n');
+    async fn write_line(&self, mut text: Vec<u8>) -> Result<(), RpcError> {
+        text.push(b'\n');
         let mut guard = self.inner.writer.lock().await;
         let w = guard.as_mut().ok_or(RpcError::NotConnected)?;
-        w.write_all(text.as_bytes())
+        w.write_all(&text)
             .await
             .map_err(|e| RpcError::Io(e.to_string()))?;
         w.flush().await.map_err(|e| RpcError::Io(e.to_string()))
     }
+}
+
+/// A request as written to imsg, serialised straight into bytes: no `Value` map is built only
+/// to be thrown away, and no `Display` (which goes through `fmt` a few bytes at a time, at
+/// twice the cost). The keys keep the order a `Value` map gave them.
+#[derive(serde::Serialize)]
+struct RequestLine<'a> {
+    id: u64,
+    jsonrpc: &'static str,
+    method: &'a str,
+    params: &'a Value,
 }
 
 /// The longest line read from imsg's stdout. A longer line is thrown away as it arrives (never
