@@ -151,12 +151,17 @@ pub async fn run_with(
     );
     // libphonenumber's metadata loads on first use (about half a second in a debug build);
     // pay for it while imsg starts, not while the first person to write waits for a reply.
+    // A thread of its own, not the blocking pool: the runtime waits for the pool's tasks
+    // when it is dropped, so a SIGTERM right after start waited for the load (seconds on a
+    // loaded machine) before the process could exit.
     let regions: Vec<String> = config.accounts.iter().map(|a| a.region.clone()).collect();
-    tokio::task::spawn_blocking(move || {
-        for region in regions {
-            crate::outbound::normalize_handle("+1 415 555 0100", &region);
-        }
-    });
+    let _ = std::thread::Builder::new()
+        .name("phone-metadata".into())
+        .spawn(move || {
+            for region in regions {
+                crate::outbound::normalize_handle("+1 415 555 0100", &region);
+            }
+        });
     // Rows older than this are far beyond any replay (restart, overflow, catch-up).
     let cutoff = (chrono::Utc::now() - chrono::Duration::days(JOURNAL_KEEP_DAYS))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
