@@ -330,8 +330,7 @@ struct Delivery {
 }
 
 /// The commit of a reply's plan: whether it moved to `answering`.
-type Journaled =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, StateError>> + Send>>;
+type Journaled = crate::state::Later<bool>;
 
 /// A reply planned and submitted to the journal, on its way to the sending stage.
 struct Ready {
@@ -1159,6 +1158,17 @@ impl AccountRuntime {
                 while let Some(job) = rx.recv().await {
                     match me.prepare(job).await {
                         Some(r) => {
+                            // A plan with none queued before it is the next to go out (or
+                            // the one after the reply being sent): its commit is asked for
+                            // now, so the disk works while that reply is sent. Plans behind
+                            // others wait for the sending stage to reach one not yet
+                            // durable, whose commit then carries them all: one commit per
+                            // run of plans instead of one per plan.
+                            if ready_tx.capacity() == ready_tx.max_capacity() {
+                                if let Some(j) = &r.journaled {
+                                    j.want();
+                                }
+                            }
                             if ready_tx.send(r).await.is_err() {
                                 break;
                             }
@@ -1236,7 +1246,7 @@ impl AccountRuntime {
     /// The second stage: once its plan is durable, the reply is sent.
     async fn send_ready(&self, r: Ready, slot: &mut ConnectionSlot) {
         if let Some(journaled) = r.journaled {
-            match journaled.await {
+            match journaled.wanted().await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::debug!(account = %self.id(), guid = %r.key, "already handled; not sending");
@@ -1318,13 +1328,12 @@ impl AccountRuntime {
         }
         let text = serde_json::to_string(&plan).expect("a plan serialises");
         let (id, key2) = (self.id().to_string(), key.to_string());
-        // Queued and wanted now, so its commit runs while the reply before it is being sent
-        // (nothing is sent before it is durable); plans queued while a commit is on its way
-        // to the disk share the next one.
+        // Queued, not yet wanted: the session's worker asks for its commit when nothing is
+        // queued before it, else the sending stage does once it reaches it (nothing is sent
+        // before it is durable); plans queued by then share that commit.
         let journaled = self
             .db
-            .submit_later(move |s| s.begin_answer(&id, &key2, &text))
-            .wanted();
+            .submit_later(move |s| s.begin_answer(&id, &key2, &text));
         let chat_id = match target {
             Target::ChatId(id) => Some(*id),
             _ => msg.chat_id,
@@ -1338,7 +1347,7 @@ impl AccountRuntime {
                 chat_id,
                 after_rowid: msg.rowid,
             },
-            journaled: Some(Box::pin(journaled)),
+            journaled: Some(journaled),
             credit: None,
         })
     }

@@ -25,7 +25,7 @@ mod pairing;
 mod writer;
 
 pub use pairing::{iso_ms, Approval, PairJournal, PairingError, PairingRequest, Upsert};
-pub use writer::Db;
+pub use writer::{Db, Later};
 
 /// File name inside `state.dir`.
 pub const STATE_FILE: &str = "state.db";

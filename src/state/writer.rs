@@ -278,10 +278,15 @@ impl<T> Later<T> {
     /// Its result, asking for its commit now: when this is called, not when the future is
     /// first polled, so the disk can work while the caller does something else first.
     pub fn wanted(self) -> impl std::future::Future<Output = Result<T, StateError>> {
+        self.want();
+        self.committed()
+    }
+
+    /// Asks for its commit now without waiting for it (a no-op once it is committed).
+    pub fn want(&self) {
         if self.rx.is_empty() {
             want(&self.shared, self.at);
         }
-        self.committed()
     }
 
     /// Its result, once a drain somebody else asked for (or the timer) has committed it.
@@ -831,6 +836,25 @@ mod tests {
         let other = Store::open(dir.path()).unwrap();
         assert_eq!(other.cursor("default").unwrap(), 1);
         assert!(matches!(wanted.await, Ok(true)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn want_asks_for_the_commit_and_the_handle_stays_with_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(Store::open(dir.path()).unwrap());
+        let first = db.submit_later(|s| s.record_inbound(&inbound("a", 1)));
+        let second = db.submit_later(|s| s.record_inbound(&inbound("b", 2)));
+        // A session asks for the commit of the plan at the head of its queue; the one
+        // queued behind it rides along with that commit, long before the deferral.
+        first.want();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let other = Store::open(dir.path()).unwrap();
+        assert_eq!(other.cursor("default").unwrap(), 2);
+        assert!(matches!(first.committed().await, Ok(true)));
+        // Already committed: asking again is a no-op and the result is there.
+        second.want();
+        let b = tokio::time::timeout(Duration::from_millis(1), second.committed()).await;
+        assert!(matches!(b, Ok(Ok(true))), "{b:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
