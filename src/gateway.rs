@@ -18,7 +18,7 @@
 //! than fatal.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,6 +123,9 @@ const JOURNAL_KEEP_DAYS: i64 = 30;
 const INGEST_BATCH: usize = 256;
 /// Replies of one session planned ahead of the one being sent.
 const SESSION_LOOKAHEAD: usize = 16;
+/// Plans a session's sending stage keeps committed or on their way to the disk ahead of
+/// itself: a commit takes a few sends' time, so at half the lookahead none waits for one.
+const PLAN_RUNWAY: u64 = SESSION_LOOKAHEAD as u64 / 2;
 /// How many recent rows of a chat are searched for a chunk whose delivery is unknown.
 const RECONCILE_HISTORY: u32 = 100;
 
@@ -1153,22 +1156,33 @@ impl AccountRuntime {
             let done = || {
                 worker_inflight.fetch_sub(1, Ordering::SeqCst);
             };
+            // How far ahead of the sending stage plans have had their commit asked for.
+            // Asking for each plan's commit as it is queued would start a commit per plan;
+            // asking only when the sending stage meets a plan not yet durable would make
+            // it wait a whole commit every so often. The sending stage keeps a runway of
+            // [`PLAN_RUNWAY`] plans whose commit is on its way ahead of itself, and asks
+            // for every plan queued so far whenever it gets shorter: one commit per run of
+            // plans, and no send waits for one.
+            let planned = AtomicU64::new(0);
+            let wanted_through = AtomicU64::new(0);
+            let latest = AtomicU64::new(0);
             let plan = async {
                 let ready_tx = ready_tx;
                 while let Some(job) = rx.recv().await {
                     match me.prepare(job).await {
                         Some(r) => {
-                            // A plan with none queued before it is the next to go out (or
-                            // the one after the reply being sent): its commit is asked for
-                            // now, so the disk works while that reply is sent. Plans behind
-                            // others wait for the sending stage to reach one not yet
-                            // durable, whose commit then carries them all: one commit per
-                            // run of plans instead of one per plan.
-                            if ready_tx.capacity() == ready_tx.max_capacity() {
-                                if let Some(j) = &r.journaled {
+                            let seq = planned.load(Ordering::Relaxed) + 1;
+                            if let Some(j) = &r.journaled {
+                                latest.store(j.place(), Ordering::Relaxed);
+                                // Nothing queued before it: it is the next to go out (or
+                                // the one after the reply being sent), so its commit is
+                                // asked for now.
+                                if ready_tx.capacity() == ready_tx.max_capacity() {
                                     j.want();
+                                    wanted_through.store(seq, Ordering::Relaxed);
                                 }
                             }
+                            planned.store(seq, Ordering::Relaxed);
                             if ready_tx.send(r).await.is_err() {
                                 break;
                             }
@@ -1178,7 +1192,16 @@ impl AccountRuntime {
                 }
             };
             let send = async {
+                let mut sent = 0u64;
                 while let Some(r) = ready_rx.recv().await {
+                    sent += 1;
+                    let upto = planned.load(Ordering::Relaxed);
+                    if wanted_through.load(Ordering::Relaxed) < sent + PLAN_RUNWAY
+                        && upto > wanted_through.load(Ordering::Relaxed)
+                    {
+                        me.db.want(latest.load(Ordering::Relaxed));
+                        wanted_through.store(upto, Ordering::Relaxed);
+                    }
                     me.send_ready(r, &mut slot).await;
                     done();
                 }
@@ -1328,9 +1351,8 @@ impl AccountRuntime {
         }
         let text = serde_json::to_string(&plan).expect("a plan serialises");
         let (id, key2) = (self.id().to_string(), key.to_string());
-        // Queued, not yet wanted: the session's worker asks for its commit when nothing is
-        // queued before it, else the sending stage does once it reaches it (nothing is sent
-        // before it is durable); plans queued by then share that commit.
+        // Queued, not yet wanted: the session's worker asks for its commit (see `dispatch`),
+        // and nothing is sent before it is durable.
         let journaled = self
             .db
             .submit_later(move |s| s.begin_answer(&id, &key2, &text));

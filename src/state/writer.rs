@@ -248,6 +248,12 @@ impl Db {
         );
     }
 
+    /// Asks for the commit of every call up to `place` ([`Later::place`]) now, without
+    /// waiting for it.
+    pub fn want(&self, place: u64) {
+        want(&self.0, place);
+    }
+
     /// Waits until everything submitted before it is committed.
     pub async fn flush(&self) -> Result<(), StateError> {
         self.call(|_| Ok(())).await
@@ -280,6 +286,12 @@ impl<T> Later<T> {
     pub fn wanted(self) -> impl std::future::Future<Output = Result<T, StateError>> {
         self.want();
         self.committed()
+    }
+
+    /// Its place in the order: [`Db::want`] of it asks for its commit and every call's
+    /// before it.
+    pub fn place(&self) -> u64 {
+        self.at
     }
 
     /// Asks for its commit now without waiting for it (a no-op once it is committed).
