@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
@@ -364,13 +364,6 @@ impl Client {
         }
     }
 
-    /// A notification (no id, never answered).
-    pub async fn notify(&self, method: &str, params: Value) -> Result<(), RpcError> {
-        let line = json!({"jsonrpc": "2.0", "method": method, "params": params});
-        self.write_line(serde_json::to_vec(&line).expect("a JSON value serialises"))
-            .await
-    }
-
     /// Closes our side of the pipe (the child's stdin): an imsg child drains and exits at EOF.
     pub async fn close_input(&self) {
         let mut guard = self.inner.writer.lock().await;
@@ -633,6 +626,7 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
     /// The scripted peer: reads our request lines, writes whatever the test says.
