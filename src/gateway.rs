@@ -1196,9 +1196,8 @@ impl AccountRuntime {
                 while let Some(r) = ready_rx.recv().await {
                     sent += 1;
                     let upto = planned.load(Ordering::Relaxed);
-                    if wanted_through.load(Ordering::Relaxed) < sent + PLAN_RUNWAY
-                        && upto > wanted_through.load(Ordering::Relaxed)
-                    {
+                    let covered = wanted_through.load(Ordering::Relaxed);
+                    if covered < sent + PLAN_RUNWAY && upto > covered {
                         me.db.want(latest.load(Ordering::Relaxed));
                         wanted_through.store(upto, Ordering::Relaxed);
                     }
