@@ -196,6 +196,30 @@ fn unjoined_ms_holds_injected_rows() {
     assert_eq!(rpc.notification()["params"]["message"]["text"], "held");
 }
 
+/// imsg 0.9 filters a chat watch in its batch query (imsg-rpc.md §7.3): a row not yet joined
+/// to the chat is not read at all, so it is delivered once it is joined, unless a later row
+/// of that chat moved the cursor past it first.
+#[test]
+fn a_legacy_chat_watch_delivers_a_row_once_it_is_joined() {
+    let f = Fixture::new();
+    let p = f.faults("{unjoined_ms: 600}");
+    let mut rpc = Rpc::start(
+        &f.db,
+        &["--protocol", "legacy", "--faults", p.to_str().unwrap()],
+    );
+    rpc.ok("watch.subscribe", json!({"chat_id": 1}));
+    say(&f.world(), 1, ALICE, "held");
+    assert!(rpc.quiet_for(300), "the row is not joined yet");
+    let n = rpc.notification();
+    assert_eq!(n["params"]["message"]["text"], "held");
+    assert_eq!(n["params"]["message"]["chat_id"], 1);
+    // A later row of the chat read first moves the cursor past a row still unjoined.
+    say(&f.world(), 1, ALICE, "lost");
+    rpc.ok("send", json!({"chat_id": 1, "text": "mine"}));
+    assert_eq!(rpc.notification()["params"]["message"]["text"], "mine");
+    assert!(rpc.quiet_for(1200), "imsg 0.9 never reads it");
+}
+
 #[test]
 fn environment_switches() {
     let f = Fixture::new();

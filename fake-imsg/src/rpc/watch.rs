@@ -400,16 +400,22 @@ fn run(sh: Arc<Shared>, sub: Arc<Sub>, spec: Spec, world: World) {
 impl Watcher {
     fn chat_of(&mut self, row: &MessageRow) -> Option<i64> {
         let chat = row.chat_id?;
-        if let Some(ms) = self.sh.faults.unjoined_ms {
-            if row.id > self.sh.startup_max_rowid && !row.is_from_me {
-                let mut seen = self.sh.first_seen.lock().unwrap_or_else(|e| e.into_inner());
-                let t = *seen.entry(row.id).or_insert_with(Instant::now);
-                if t.elapsed() < Duration::from_millis(ms) {
-                    return None;
-                }
-            }
+        match self.joined_at(row) {
+            Some(t) if Instant::now() < t => None,
+            _ => Some(chat),
         }
-        Some(chat)
+    }
+
+    /// When the `unjoined_ms` fault lets a row count as joined to its chat (`None`: not
+    /// held by the fault).
+    fn joined_at(&self, row: &MessageRow) -> Option<Instant> {
+        let ms = self.sh.faults.unjoined_ms?;
+        if row.id <= self.sh.startup_max_rowid || row.is_from_me {
+            return None;
+        }
+        let mut seen = self.sh.first_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let t = *seen.entry(row.id).or_insert_with(Instant::now);
+        Some(t + Duration::from_millis(ms))
     }
 
     fn keep(&self, row: &MessageRow, chat: i64) -> bool {
@@ -480,6 +486,16 @@ impl Watcher {
                 // imsg 0.9 emits a row with no chat join at once, as chat_id 0 (imsg-rpc.md
                 // §6.4); the retry-then-drop rule is 0.10.0+.
                 let chat = match self.chat_of(&row) {
+                    None if query_chat.is_some() => {
+                        // imsg 0.9's chat query joins through chat_message_join, so a row
+                        // not joined yet is not read at all: the cursor stays before it
+                        // (unless a later row of the chat moves it on), and the join's own
+                        // write is the change that has it read again.
+                        if let Some(t) = self.joined_at(&row) {
+                            self.next_retry = Some(self.next_retry.map_or(t, |r| r.min(t)));
+                        }
+                        continue;
+                    }
                     None if self.spec.level == Level::Legacy => Some(0),
                     c => c,
                 };
