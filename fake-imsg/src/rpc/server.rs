@@ -1,7 +1,7 @@
 //! The scheduler: reads stdin lines, parses them, admits requests under the 128 outstanding
 //! bound and runs them on the three lanes (mutation FIFO, read pool of 4, control), then the
 //! EOF sequence of imsg-rpc-v1.md §1.8. Legacy runs every request on one sequential worker.
-//! A send, typing or read that finds nothing else outstanding runs on the reader itself.
+//! A send, typing or read that finds no other mutation outstanding runs on the reader itself.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
@@ -32,6 +32,8 @@ pub struct Shared {
     pub faults: Faults,
     pub out: Out,
     pub outstanding: AtomicUsize,
+    /// Admitted mutation-lane jobs not yet answered (the FIFO an inline send must not jump).
+    mutations: AtomicUsize,
     /// Delivery data of the failure that poisoned the mutation lane.
     pub poison: Mutex<Option<Value>>,
     pub watch: Registry,
@@ -125,6 +127,7 @@ impl Shared {
             faults,
             out,
             outstanding: AtomicUsize::new(0),
+            mutations: AtomicUsize::new(0),
             poison: Mutex::new(None),
             watch: Registry::default(),
             shutting_down: AtomicBool::new(false),
@@ -230,6 +233,9 @@ fn execute(sh: &Arc<Shared>, job: Job, lane: Lane) {
     if let Some(after) = reply.after {
         after();
     }
+    if lane == Lane::Mutation {
+        sh.mutations.fetch_sub(1, Ordering::SeqCst);
+    }
     sh.outstanding.fetch_sub(1, Ordering::SeqCst);
 }
 
@@ -327,16 +333,18 @@ pub fn serve(sh: Arc<Shared>, input: impl BufRead, startup_error: Option<String>
 }
 
 /// Whether the reader runs this job itself instead of handing it to its lane: a send,
-/// typing or read when nothing else is outstanding, so no lane holds a job it could
-/// overtake. Handing over cost a wake-up and a context switch on every round trip of a
-/// client that sends one request at a time; the price is that lines arriving meanwhile are
-/// read once it is done, which for a short write only shifts when they start. A delayed
+/// typing or read when no other mutation is outstanding, so it overtakes nothing in the
+/// mutation FIFO. Reads and control requests run on lanes of their own either way, so one
+/// still running does not stop it (a client catching up keeps a page read outstanding
+/// beside its sends). Handing over cost a wake-up and a context switch on every round trip
+/// of a client that sends one request at a time; the price is that lines arriving meanwhile
+/// are read once it is done, which for a short write only shifts when they start. A delayed
 /// method (the `delay_ms` fault) always takes its lane: the other lanes must go on reading
 /// while it sleeps.
 fn runs_inline(sh: &Shared, job: &Job, lane: Lane) -> bool {
     lane == Lane::Mutation
         && matches!(job.method.as_str(), "send" | "typing" | "read")
-        && sh.outstanding.load(Ordering::SeqCst) == 1
+        && sh.mutations.load(Ordering::SeqCst) == 1
         && sh.faults.delay_for(&job.method) == 0
 }
 
@@ -405,6 +413,9 @@ fn read_loop(
             continue;
         }
         sh.outstanding.fetch_add(1, Ordering::SeqCst);
+        if l == Lane::Mutation {
+            sh.mutations.fetch_add(1, Ordering::SeqCst);
+        }
         submit(job, l);
     }
 }
