@@ -73,6 +73,8 @@ fn full_fixture_sets_every_key() {
         ["+15555550123", "user@example.com", "chat_id:123"]
     );
     assert_eq!(a.group_policy, GroupPolicy::Allowlist);
+    assert_eq!(a.history_limit, 20);
+    assert_eq!(a.remote_host.as_deref(), Some("me@mac-mini.local"));
     assert_eq!(a.groups["123"].require_mention, Some(false));
     assert_eq!(a.groups["*"].require_mention, Some(true));
     assert!(a.include_attachments);
