@@ -90,7 +90,11 @@ for line in sys.stdin:
     elif m == "watch.subscribe":
         nsub += 1
         since = p.get("since_rowid")
-        cursor = since if since and since > 0 else max([x["id"] for x in world()] or [0])
+        # imsg: a positive cursor resumes after it, a negative one replays from the first
+        # row, 0 or none starts at the tail.
+        if since and since > 0: cursor = since
+        elif since and since < 0: cursor = 0
+        else: cursor = max([x["id"] for x in world()] or [0])
         out({"jsonrpc": "2.0", "id": i, "result": {"subscription": nsub}})
         subs[nsub] = True
         threading.Thread(target=watch, args=(nsub, cursor), daemon=True).start()
