@@ -398,11 +398,13 @@ fn run(sh: Arc<Shared>, sub: Arc<Sub>, spec: Spec, world: World) {
 }
 
 impl Watcher {
-    fn chat_of(&mut self, row: &MessageRow) -> Option<i64> {
-        let chat = row.chat_id?;
+    /// The row's chat, or why it has none yet: `Err(Some(t))` while the `unjoined_ms`
+    /// fault holds it (until `t`), `Err(None)` when it has no chat join at all.
+    fn chat_of(&mut self, row: &MessageRow) -> Result<i64, Option<Instant>> {
+        let chat = row.chat_id.ok_or(None)?;
         match self.joined_at(row) {
-            Some(t) if Instant::now() < t => None,
-            _ => Some(chat),
+            Some(t) if Instant::now() < t => Err(Some(t)),
+            _ => Ok(chat),
         }
     }
 
@@ -486,18 +488,18 @@ impl Watcher {
                 // imsg 0.9 emits a row with no chat join at once, as chat_id 0 (imsg-rpc.md
                 // §6.4); the retry-then-drop rule is 0.10.0+.
                 let chat = match self.chat_of(&row) {
-                    None if query_chat.is_some() => {
+                    Err(held) if query_chat.is_some() => {
                         // imsg 0.9's chat query joins through chat_message_join, so a row
                         // not joined yet is not read at all: the cursor stays before it
                         // (unless a later row of the chat moves it on), and the join's own
                         // write is the change that has it read again.
-                        if let Some(t) = self.joined_at(&row) {
+                        if let Some(t) = held {
                             self.next_retry = Some(self.next_retry.map_or(t, |r| r.min(t)));
                         }
                         continue;
                     }
-                    None if self.spec.level == Level::Legacy => Some(0),
-                    c => c,
+                    Err(_) if self.spec.level == Level::Legacy => Some(0),
+                    c => c.ok(),
                 };
                 let Some(chat) = chat else {
                     let tries = match self.unjoined {
