@@ -7,8 +7,7 @@ use rpc_support::*;
 use serde_json::{json, Value};
 
 fn with_faults(f: &Fixture, text: &str) -> Rpc {
-    let p = f.faults(text);
-    Rpc::start(&f.db, &["--faults", p.to_str().unwrap()])
+    f.rpc_with_faults(text, &[])
 }
 
 #[test]
@@ -84,11 +83,7 @@ fn database_unavailable() {
         json!({"path": f.db.display().to_string(), "ready": false, "error": unreadable})
     );
     assert_eq!(rpc.err("chats.list", json!({}))["code"], -32002);
-    let p = f.faults("{database_unavailable: true}");
-    let mut legacy = Rpc::start(
-        &f.db,
-        &["--protocol", "legacy", "--faults", p.to_str().unwrap()],
-    );
+    let mut legacy = f.rpc_with_faults("{database_unavailable: true}", &["--protocol", "legacy"]);
     let e = legacy.err("chats.list", json!({}));
     assert_eq!(e["code"], -32603);
     assert!(e["data"].as_str().unwrap().contains("Full Disk Access"));
@@ -202,11 +197,7 @@ fn unjoined_ms_holds_injected_rows() {
 #[test]
 fn a_legacy_chat_watch_delivers_a_row_once_it_is_joined() {
     let f = Fixture::new();
-    let p = f.faults("{unjoined_ms: 600}");
-    let mut rpc = Rpc::start(
-        &f.db,
-        &["--protocol", "legacy", "--faults", p.to_str().unwrap()],
-    );
+    let mut rpc = f.rpc_with_faults("{unjoined_ms: 600}", &["--protocol", "legacy"]);
     rpc.ok("watch.subscribe", json!({"chat_id": 1}));
     say(&f.world(), 1, ALICE, "held");
     assert!(rpc.quiet_for(300), "the row is not joined yet");

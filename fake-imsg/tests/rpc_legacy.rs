@@ -287,10 +287,9 @@ fn legacy_answers_a_subscribe_that_arrives_right_before_eof() {
     // imsg 0.9 reads the next line only after answering the previous one, so a subscribe
     // followed by EOF is answered like any other (v1 instead refuses it as shutting down).
     let f = Fixture::new();
-    let faults = f.faults("{delay_ms: {method: 'chats.list', ms: 300}}");
-    let mut rpc = Rpc::start(
-        &f.db,
-        &["--protocol", "legacy", "--faults", faults.to_str().unwrap()],
+    let mut rpc = f.rpc_with_faults(
+        "{delay_ms: {method: 'chats.list', ms: 300}}",
+        &["--protocol", "legacy"],
     );
     rpc.send(&json!({"jsonrpc":"2.0","id":"slow","method":"chats.list","params":{"limit":1}}));
     rpc.send(&json!({"jsonrpc":"2.0","id":"sub","method":"watch.subscribe","params":{}}));

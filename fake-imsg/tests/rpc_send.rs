@@ -369,8 +369,7 @@ fn file_only_send_with_the_database_down() {
     let f = Fixture::new();
     let file = f.path("a.png");
     std::fs::write(&file, b"png").unwrap();
-    let faults = f.faults("{database_unavailable: true}");
-    let mut rpc = Rpc::start(&f.db, &["--faults", faults.to_str().unwrap()]);
+    let mut rpc = f.rpc_with_faults("{database_unavailable: true}", &[]);
     assert_eq!(
         rpc.ok("send", json!({"to": ALICE, "file": file})),
         json!({"ok": true, "transport": "applescript"})

@@ -634,8 +634,7 @@ fn notifications_run_silently() {
 #[test]
 fn outstanding_bound_and_eof_drain() {
     let f = Fixture::new();
-    let faults = f.faults("{delay_ms: {method: \"send\", ms: 100}}");
-    let mut rpc = Rpc::start(&f.db, &["--faults", faults.to_str().unwrap()]);
+    let mut rpc = f.rpc_with_faults("{delay_ms: {method: \"send\", ms: 100}}", &[]);
     // 128 sends outstanding (1 running + 127 queued), then the 129th identified is busy.
     let mut batch = String::new();
     for i in 0..128 {
@@ -674,8 +673,7 @@ fn outstanding_bound_and_eof_drain() {
 #[test]
 fn lanes_unsubscribe_not_blocked_by_slow_send() {
     let f = Fixture::new();
-    let faults = f.faults("{delay_ms: {method: \"send\", ms: 3000}}");
-    let mut rpc = Rpc::start(&f.db, &["--faults", faults.to_str().unwrap()]);
+    let mut rpc = f.rpc_with_faults("{delay_ms: {method: \"send\", ms: 3000}}", &[]);
     rpc.send(
         &json!({"jsonrpc":"2.0","id":"slow","method":"send","params":{"chat_id":1,"text":"s"}}),
     );
@@ -696,8 +694,7 @@ fn lanes_unsubscribe_not_blocked_by_slow_send() {
 #[test]
 fn eof_answers_a_queued_subscribe_with_shutting_down() {
     let f = Fixture::new();
-    let faults = f.faults("{delay_ms: {method: 'initialize', ms: 500}}");
-    let mut rpc = Rpc::start(&f.db, &["--faults", faults.to_str().unwrap()]);
+    let mut rpc = f.rpc_with_faults("{delay_ms: {method: 'initialize', ms: 500}}", &[]);
     rpc.send(&json!({"jsonrpc":"2.0","id":"init","method":"initialize"}));
     rpc.send(&json!({"jsonrpc":"2.0","id":"sub","method":"watch.subscribe","params":{}}));
     rpc.send(

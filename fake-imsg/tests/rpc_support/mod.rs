@@ -63,6 +63,15 @@ impl Fixture {
         std::fs::write(&p, json5).unwrap();
         p
     }
+
+    /// `fake-imsg rpc` on this world with `args` (e.g. `--protocol legacy`) and the faults
+    /// file `json5`.
+    pub fn rpc_with_faults(&self, json5: &str, args: &[&str]) -> Rpc {
+        let p = self.faults(json5);
+        let mut all = args.to_vec();
+        all.extend(["--faults", p.to_str().unwrap()]);
+        Rpc::start(&self.db, &all)
+    }
 }
 
 /// Injects an inbound message into an existing chat (`chat_id`) or a new one
