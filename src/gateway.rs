@@ -122,7 +122,7 @@ const JOURNAL_KEEP_DAYS: i64 = 30;
 /// Most messages ingested (looked up and journaled) in one transaction.
 const INGEST_BATCH: usize = 256;
 /// Replies of one session planned ahead of the one being sent.
-const SESSION_LOOKAHEAD: usize = 16;
+const SESSION_LOOKAHEAD: usize = 64;
 /// Plans a session's sending stage keeps committed or on their way to the disk ahead of
 /// itself: a commit takes a few sends' time, so at half the lookahead none waits for one.
 const PLAN_RUNWAY: u64 = SESSION_LOOKAHEAD as u64 / 2;
