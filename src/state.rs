@@ -31,7 +31,7 @@ pub use writer::{Db, Later};
 pub const STATE_FILE: &str = "state.db";
 /// The lock file a running gateway holds in `state.dir` (with its pid in it).
 pub const LOCK_FILE: &str = "gateway.lock";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// How long one statement waits on a lock held by another process before we back off and
 /// retry it (the retry itself is unbounded: a busy database is waited for, never fatal).
 const BUSY_TIMEOUT: Duration = Duration::from_millis(500);
@@ -318,6 +318,17 @@ impl Store {
                 )
                 ?;
                 }
+                if v < 4 {
+                    // Only open entries are ever looked up by status (to resume them after
+                    // a restart): an index of every entry's status cost three b-tree writes
+                    // per message (its insert and two moves), this one two.
+                    conn.execute_batch(
+                        "DROP INDEX IF EXISTS journal_by_status;
+                     CREATE INDEX IF NOT EXISTS journal_open ON journal(account, rowid)
+                         WHERE status IN ('received', 'answering');
+                     PRAGMA user_version = 4;",
+                    )?;
+                }
                 Ok(())
             })();
             match migrated {
@@ -582,10 +593,7 @@ impl Store {
     ) -> Result<Vec<JournalEntry>, StateError> {
         let mut stmt = self
             .conn
-            .prepare(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM journal WHERE account = ?1 AND status = ?2
-                 ORDER BY rowid, received_at"
-            ))
+            .prepare(&entries_with_sql(status))
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![account, status.as_str()], row_to_entry)
@@ -954,6 +962,21 @@ fn classify(path: &Path, e: rusqlite::Error) -> StateError {
     }
 }
 
+/// The query of [`Store::entries_with`]: for an open status, its own term lets SQLite read
+/// the partial index `journal_open` instead of the whole journal.
+fn entries_with_sql(status: JournalStatus) -> String {
+    let open = match status {
+        JournalStatus::Received | JournalStatus::Answering => {
+            " AND status IN ('received', 'answering')"
+        }
+        _ => "",
+    };
+    format!(
+        "SELECT {ENTRY_COLUMNS} FROM journal WHERE account = ?1 AND status = ?2{open}
+         ORDER BY rowid, received_at"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1092,6 +1115,63 @@ mod tests {
         s.chunk_sent("default", "g1", 4, Some(13)).unwrap();
         assert!(!s.last_chunk_sent("default", "g1", 4, Some(13)).unwrap());
         assert_eq!(s.sent_row_ids("default", 1).unwrap(), vec![10, 12, 14]);
+    }
+
+    #[test]
+    fn a_version_3_store_moves_to_the_index_of_open_entries_keeping_them() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = Store::open(dir.path()).unwrap();
+            s.record_inbound(&inbound("open", 2, JournalStatus::Received))
+                .unwrap();
+            s.record_inbound(&inbound("done", 1, JournalStatus::Skipped))
+                .unwrap();
+        }
+        // Back to what a version 3 gateway left: the index of every entry's status.
+        let file = dir.path().join("state.db");
+        let c = Connection::open(&file).unwrap();
+        c.execute_batch(
+            "DROP INDEX journal_open;
+             CREATE INDEX journal_by_status ON journal(account, status);
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(c);
+        let s = Store::open(dir.path()).unwrap();
+        let indexes: Vec<String> = s
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'journal' AND sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["journal_by_chat", "journal_open"]);
+        let version: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 4);
+        let pending: Vec<String> = s
+            .pending("default")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.guid)
+            .collect();
+        assert_eq!(pending, ["open"]);
+        // The lookup a restart makes reads the open entries' index, not the whole journal.
+        let plan: Vec<String> = s
+            .conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                entries_with_sql(JournalStatus::Received)
+            ))
+            .unwrap()
+            .query_map(params!["default", "received"], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|d| d.contains("journal_open")), "{plan:?}");
     }
 
     #[test]
