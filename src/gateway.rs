@@ -34,8 +34,8 @@ use crate::config::{AccountConfig, Config};
 use crate::imsg::protocol::{ErrorCode, Page, Request, SendReceipt};
 use crate::imsg::supervisor::{self, Credit};
 use crate::imsg::{
-    Connection, ConnectionSlot, Connector, ProcessConnector, RpcError, SpawnSpec, SupervisorEvent,
-    SupervisorOptions,
+    Connection, ConnectionSlot, Connector, ProcessConnector, ReadError, RpcError, SpawnSpec,
+    SupervisorEvent, SupervisorOptions,
 };
 use crate::inbound::{self, EchoGuard, InboundMessage, SkipReason};
 use crate::outbound::{SendParams, Target};
@@ -1394,6 +1394,15 @@ impl AccountRuntime {
         }
     }
 
+    /// Sleeps `d`, or less if the gateway starts shutting down.
+    async fn pause(&self, d: Duration) {
+        let mut sd = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = sd.wait_for(|s| *s) => {}
+        }
+    }
+
     fn final_failure(&self, key: &str, why: &str) {
         tracing::warn!(account = %self.id(), guid = %key, "not answered (final): {why}");
         self.finish(key, JournalStatus::Failed, Some(why));
@@ -1453,7 +1462,21 @@ impl AccountRuntime {
                         d.uncertain = false;
                     }
                     Err(e) if e.is_transport() => {
+                        tracing::warn!(account = %self.id(), guid = %key,
+                            "chunk {k}/{n}: the chat's history could not be read ({e}); checking again on the next connection");
+                        if matches!(e, RpcError::Timeout { .. }) {
+                            // An imsg that answers its health checks but not this read would
+                            // otherwise be kept, and the session would wait behind it for good.
+                            conn.request_restart();
+                        }
                         after_epoch = conn.epoch;
+                        continue;
+                    }
+                    Err(e) if e.retryable() => {
+                        tracing::warn!(account = %self.id(), guid = %key,
+                            "chunk {k}/{n}: the chat's history could not be read now ({e}); checking again in {} ms", backoff.as_millis());
+                        self.pause(backoff).await;
+                        backoff = (backoff * 2).min(self.opts.retry_max);
                         continue;
                     }
                     Err(e) => {
@@ -1533,11 +1556,7 @@ impl AccountRuntime {
                 Err(e) if e.retryable() => {
                     tracing::warn!(account = %self.id(), guid = %key,
                         "chunk {k}/{n}: {e}; retrying in {} ms", backoff.as_millis());
-                    let mut sd = self.shutdown.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = sd.wait_for(|s| *s) => {}
-                    }
+                    self.pause(backoff).await;
                     backoff = (backoff * 2).min(self.opts.retry_max);
                 }
                 Err(e) => {
@@ -1647,16 +1666,19 @@ impl AccountRuntime {
     ) -> Result<Vec<Value>, RpcError> {
         crate::imsg::readable_rows_after(&conn.client, conn.protocol, self.id(), chat, after_rowid)
             .await
-            .map_err(|why| {
-                if conn.client.is_closed() {
+            .map_err(|e| match e {
+                // Kept as imsg said it: busy and unavailable are tried again, a closed
+                // connection waits for the next one.
+                ReadError::Request { error, .. } => error,
+                ReadError::Rows(why) if conn.client.is_closed() => {
+                    tracing::debug!(account = %self.id(), "{why}");
                     RpcError::Closed
-                } else {
-                    RpcError::Remote {
-                        code: ErrorCode::Internal.code(),
-                        message: why,
-                        data: None,
-                    }
                 }
+                ReadError::Rows(why) => RpcError::Remote {
+                    code: ErrorCode::Internal.code(),
+                    message: why,
+                    data: None,
+                },
             })
     }
 }

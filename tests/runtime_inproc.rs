@@ -15,7 +15,7 @@ use std::time::Duration;
 use imsg_gateway::config::Config;
 use imsg_gateway::gateway::{run_with, ConnectorFor, GatewayOptions};
 use imsg_gateway::state::{JournalStatus, Store};
-use mem_imsg::{Faults, Level, MemImsg};
+use mem_imsg::{Faults, HistoryFault, Level, MemImsg};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -279,11 +279,34 @@ async fn the_history_check_reads_back_past_the_newest_hundred_rows() {
     killed_mid_reply(AfterCrash::Busy).await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_history_check_that_is_never_answered_gets_a_new_imsg_not_a_wedged_session() {
+    // imsg answers its health checks but not the check's history read: the read times out,
+    // the child is replaced, and the check runs again on the new one.
+    killed_mid_reply(AfterCrash::HistoryUnanswered).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_or_unavailable_history_is_read_again_not_given_up() {
+    killed_mid_reply(AfterCrash::HistoryBusy).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_answer_while_reading_back_past_the_newest_rows_is_read_again() {
+    killed_mid_reply(AfterCrash::ReadBackBusy).await;
+}
+
 /// What happens in the chat between the crash and the restart.
 enum AfterCrash {
     Nothing,
     UnreadableRow,
     Busy,
+    /// imsg never answers the first history read after the restart.
+    HistoryUnanswered,
+    /// imsg is busy, then its database unavailable, for the first two history reads.
+    HistoryBusy,
+    /// `Busy`'s rows, and imsg busy for the read-back's first page.
+    ReadBackBusy,
 }
 
 /// Rows sent from my phone, which the gateway neither answers nor counts as its own.
@@ -315,12 +338,24 @@ async fn killed_mid_reply(after: AfterCrash) {
             AfterCrash::UnreadableRow => {
                 imsg.inject_unreadable(5, "+15550100005");
             }
-            AfterCrash::Busy => {
+            AfterCrash::Busy | AfterCrash::ReadBackBusy => {
                 for i in 0..150 {
                     imsg.inject_from_me(5, &format!("{FROM_MY_PHONE} {i}"));
                 }
             }
+            AfterCrash::HistoryUnanswered | AfterCrash::HistoryBusy => {}
         }
+        let history = match after {
+            AfterCrash::HistoryUnanswered => vec![HistoryFault::Unanswered],
+            AfterCrash::HistoryBusy => vec![HistoryFault::Busy, HistoryFault::Unavailable],
+            AfterCrash::ReadBackBusy => vec![HistoryFault::Answered, HistoryFault::Busy],
+            _ => Vec::new(),
+        };
+        let misanswered = history.len();
+        imsg.set_faults(Faults {
+            history,
+            ..Faults::default()
+        });
         let journal = Store::open_existing(dir.path()).unwrap().unwrap();
         let answering = journal
             .entries_with("default", JournalStatus::Answering)
@@ -349,6 +384,10 @@ async fn killed_mid_reply(after: AfterCrash) {
             .unwrap()
             .unwrap();
         assert_eq!(e.status, JournalStatus::Answered, "{level:?}");
+        assert!(
+            imsg.faults().history.is_empty(),
+            "{level:?}: all {misanswered} misanswered history reads were made"
+        );
         gw.stop().await;
     }
 }

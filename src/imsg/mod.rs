@@ -18,4 +18,4 @@ pub use connector::{Connector, Link, Peer, ProcessConnector};
 pub use process::{ImsgProcess, SpawnError, SpawnSpec};
 pub use protocol::{negotiate, sanitize_params, ErrorCode, Negotiated, Protocol, Request};
 pub use supervisor::{Connection, ConnectionSlot, CursorRx, SupervisorEvent, SupervisorOptions};
-pub use unreadable::readable_rows_after;
+pub use unreadable::{readable_rows_after, ReadError};

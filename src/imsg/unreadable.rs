@@ -14,6 +14,7 @@
 //! to report and where to resume.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -43,6 +44,41 @@ const READ_BACK_PAGES: u32 = 500;
 pub(super) fn looks_transient(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("locked") || m.contains("busy")
+}
+
+/// Why a read-back from `messages.history` stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    /// A request failed as a whole, not because of a row: the connection, a busy or
+    /// unavailable database. Its error says whether trying again can help.
+    Request {
+        method: &'static str,
+        error: RpcError,
+    },
+    /// The reads failed around rows in a way no search could step past.
+    Rows(String),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Request { method, error } => write!(f, "{method} failed: {error}"),
+            ReadError::Rows(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<ReadError> for String {
+    fn from(e: ReadError) -> String {
+        e.to_string()
+    }
+}
+
+fn history_failed(error: RpcError) -> ReadError {
+    ReadError::Request {
+        method: "messages.history",
+        error,
+    }
 }
 
 /// The search for the edge above `lo` where a property that holds at `lo` first stops
@@ -106,10 +142,10 @@ impl Edge {
     }
 
     /// Runs the search with `holds` answering each try; `None` when it gave up.
-    async fn find<F, Fut>(mut self, mut holds: F) -> Result<Option<i64>, String>
+    async fn find<F, Fut, E>(mut self, mut holds: F) -> Result<Option<i64>, E>
     where
         F: FnMut(i64) -> Fut,
-        Fut: Future<Output = Result<bool, String>>,
+        Fut: Future<Output = Result<bool, E>>,
     {
         loop {
             match self.next() {
@@ -289,11 +325,11 @@ impl History<'_> {
 
     /// Whether the newest `limit` rows before `end` read; errors that are not about a row
     /// end the read-back.
-    async fn reads(&self, limit: u32, end: Option<i64>) -> Result<bool, String> {
+    async fn reads(&self, limit: u32, end: Option<i64>) -> Result<bool, ReadError> {
         match self.rows(limit, end).await {
             Ok(_) => Ok(true),
             Err(e) if e.row_level() => Ok(false),
-            Err(e) => Err(format!("messages.history failed: {e}")),
+            Err(e) => Err(history_failed(e)),
         }
     }
 
@@ -304,7 +340,7 @@ impl History<'_> {
         &self,
         end: Option<i64>,
         newest: Option<i64>,
-    ) -> Result<(Vec<Value>, i64), String> {
+    ) -> Result<(Vec<Value>, i64), ReadError> {
         let limit = self.page as i64;
         let first_bad = Edge::between(0, limit)
             .find(|k| async move { self.reads(k as u32, end).await })
@@ -312,10 +348,7 @@ impl History<'_> {
             .unwrap_or(limit);
         let readable = match first_bad - 1 {
             0 => Vec::new(),
-            k => self
-                .rows(k as u32, end)
-                .await
-                .map_err(|e| format!("messages.history failed: {e}"))?,
+            k => self.rows(k as u32, end).await.map_err(history_failed)?,
         };
         let Some(anchor) = readable
             .iter()
@@ -324,10 +357,10 @@ impl History<'_> {
             .or(end)
             .or(newest.map(|n| n + 1))
         else {
-            return Err(format!(
+            return Err(ReadError::Rows(format!(
                 "chat {} has an unreadable row and no date to read past it from",
                 self.chat
-            ));
+            )));
         };
         let reads_before = |t: i64| async move { self.reads(1, Some(t)).await };
         if reads_before(anchor).await? {
@@ -338,10 +371,10 @@ impl History<'_> {
             .find(|off| async move { Ok(!reads_before(anchor - off).await?) })
             .await?
             .ok_or_else(|| {
-                format!(
+                ReadError::Rows(format!(
                     "chat {}: no readable row found before an unreadable one",
                     self.chat
-                )
+                ))
             })?;
         let past = anchor - back;
         tracing::warn!(account = %self.label, chat_id = self.chat,
@@ -359,7 +392,7 @@ impl History<'_> {
         bad: i64,
         newest: Option<i64>,
         found: &mut BTreeMap<i64, Value>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ReadError> {
         let mut end: Option<i64> = None;
         let mut any_after = false;
         for _ in 0..READ_BACK_PAGES {
@@ -372,7 +405,7 @@ impl History<'_> {
                     let (rows, past) = self.around_bad_row(end, newest).await?;
                     (rows, Some(past))
                 }
-                Err(e) => return Err(format!("messages.history failed: {e}")),
+                Err(e) => return Err(history_failed(e)),
             };
             let full = rows.len() as u32 >= self.page;
             let mut reached_since = false;
@@ -418,7 +451,7 @@ impl History<'_> {
 async fn recent_chats(
     client: &Client,
     protocol: Protocol,
-) -> Result<Vec<(i64, Option<i64>)>, String> {
+) -> Result<Vec<(i64, Option<i64>)>, ReadError> {
     let chats = client
         .call(
             protocol,
@@ -427,7 +460,10 @@ async fn recent_chats(
             },
         )
         .await
-        .map_err(|e| format!("chats.list failed: {e}"))?;
+        .map_err(|error| ReadError::Request {
+            method: "chats.list",
+            error,
+        })?;
     Ok(ChatIds::from_result(&chats)
         .0
         .into_iter()
@@ -450,7 +486,7 @@ pub async fn readable_rows_after(
     label: &str,
     chat: i64,
     since: i64,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, ReadError> {
     // The chat's last activity dates a bad row that is its newest.
     let newest = recent_chats(client, protocol)
         .await?

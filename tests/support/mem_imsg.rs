@@ -67,6 +67,22 @@ pub struct Faults {
     /// Right after carrying out the Nth send (counted across connections), answer nothing
     /// more on that connection: a frozen imsg, for catching the gateway mid-reply.
     pub freeze_after_sends: Option<u64>,
+    /// How the next `messages.history` requests are misanswered, one entry each, in order
+    /// (across connections); the rest are answered as usual.
+    pub history: Vec<HistoryFault>,
+}
+
+/// One misanswered `messages.history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryFault {
+    /// Answered as usual (to misanswer a later one).
+    Answered,
+    /// Never answered, on a connection that otherwise goes on answering.
+    Unanswered,
+    /// `-32000` Server busy.
+    Busy,
+    /// `-32002` Database unavailable.
+    Unavailable,
 }
 
 struct World {
@@ -292,6 +308,47 @@ impl MemImsg {
         ))
     }
 
+    /// A `messages.history` answer: the chat's rows newest first, within `start`/`end`.
+    fn history(&self, p: &Value) -> Result<Value, Value> {
+        let chat = p["chat_id"].as_i64().unwrap_or(0);
+        let limit = p["limit"].as_u64().unwrap_or(50).max(1) as usize;
+        let date = |k: &str| {
+            p[k].as_str().map(|s| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|d| d.timestamp_millis())
+                    .map_err(|_| s.to_string())
+            })
+        };
+        match (date("start").transpose(), date("end").transpose()) {
+            (Ok(start), Ok(end)) => {
+                let (rows, bad): (Vec<Row>, bool) = {
+                    let w = self.inner.world.lock().unwrap();
+                    let rows: Vec<Row> = w
+                        .rows
+                        .iter()
+                        .rev()
+                        .filter(|r| r.chat_id == chat)
+                        .filter(|r| start.is_none_or(|s| Self::created_ms(r.id) >= s))
+                        .filter(|r| end.is_none_or(|e| Self::created_ms(r.id) < e))
+                        .take(limit)
+                        .cloned()
+                        .collect();
+                    let bad = rows.iter().any(|r| w.unreadable.contains(&r.id));
+                    (rows, bad)
+                };
+                if bad {
+                    Err(unreadable_error())
+                } else {
+                    Ok(
+                        json!({"messages": rows.iter().map(|r| self.message_json(r)).collect::<Vec<_>>()}),
+                    )
+                }
+            }
+            (Err(s), _) | (_, Err(s)) => Err(json!({"code": -32603,
+                "message": "Internal error", "data": format!("Invalid ISO8601 date: {s}")})),
+        }
+    }
+
     fn max_rowid(&self) -> i64 {
         self.inner
             .world
@@ -357,45 +414,19 @@ impl MemImsg {
                         .collect::<Vec<_>>()}),
                     )
                 }
-                "messages.history" => {
-                    let chat = p["chat_id"].as_i64().unwrap_or(0);
-                    let limit = p["limit"].as_u64().unwrap_or(50).max(1) as usize;
-                    let date = |k: &str| {
-                        p[k].as_str().map(|s| {
-                            chrono::DateTime::parse_from_rfc3339(s)
-                                .map(|d| d.timestamp_millis())
-                                .map_err(|_| s.to_string())
-                        })
-                    };
-                    match (date("start").transpose(), date("end").transpose()) {
-                        (Ok(start), Ok(end)) => {
-                            let (rows, bad): (Vec<Row>, bool) = {
-                                let w = self.inner.world.lock().unwrap();
-                                let rows: Vec<Row> = w
-                                    .rows
-                                    .iter()
-                                    .rev()
-                                    .filter(|r| r.chat_id == chat)
-                                    .filter(|r| start.is_none_or(|s| Self::created_ms(r.id) >= s))
-                                    .filter(|r| end.is_none_or(|e| Self::created_ms(r.id) < e))
-                                    .take(limit)
-                                    .cloned()
-                                    .collect();
-                                let bad = rows.iter().any(|r| w.unreadable.contains(&r.id));
-                                (rows, bad)
-                            };
-                            if bad {
-                                Err(unreadable_error())
-                            } else {
-                                Ok(
-                                    json!({"messages": rows.iter().map(|r| self.message_json(r)).collect::<Vec<_>>()}),
-                                )
-                            }
-                        }
-                        (Err(s), _) | (_, Err(s)) => Err(json!({"code": -32603,
-                            "message": "Internal error", "data": format!("Invalid ISO8601 date: {s}")})),
+                "messages.history" if !faults.history.is_empty() => {
+                    let fault = self.inner.faults.lock().unwrap().history.remove(0);
+                    match fault {
+                        HistoryFault::Answered => self.history(&p),
+                        HistoryFault::Unanswered => continue,
+                        HistoryFault::Busy => Err(json!({"code": -32000, "message": "Server busy",
+                            "data": "outstanding request limit exceeded"})),
+                        HistoryFault::Unavailable => Err(json!({"code": -32002,
+                            "message": "Database unavailable",
+                            "data": {"path": "/mem/chat.db", "detail": "The configured Messages database could not be opened.", "retryable": true}})),
                     }
                 }
+                "messages.history" => self.history(&p),
                 "messages.after" if v1 => {
                     let since = p["since_rowid"].as_i64().unwrap_or(0).max(0);
                     let limit = p["limit"].as_u64().unwrap_or(100) as usize;
