@@ -231,6 +231,7 @@ async fn supervise_account(
     let id = shared.account.id.clone();
     let mut backoff = shared.opts.backoff_initial;
     loop {
+        let started = tokio::time::Instant::now();
         let run = tokio::spawn(AccountRuntime::start(shared.clone(), shutdown.clone()));
         let why = match run.await {
             Ok(Ok(())) => return Ok(()),
@@ -251,6 +252,10 @@ async fn supervise_account(
         };
         if *shutdown.borrow() {
             return Ok(());
+        }
+        // A failure after a healthy stretch is a new one, not the next in a loop.
+        if started.elapsed() >= shared.opts.healthy_after {
+            backoff = shared.opts.backoff_initial;
         }
         tracing::error!(account = %id, "account failed: {why}; restarting it in {} ms", backoff.as_millis());
         let mut sd = shutdown.clone();
@@ -477,8 +482,13 @@ impl AccountRuntime {
             }
         }
         me.settle(&mut recording).await?;
-        let _ = (&mut sup.0).await;
-        Ok(())
+        // The supervisor ends only at shutdown: anything else is a failure of the account,
+        // which is restarted, never an account that quietly stops answering.
+        match (&mut sup.0).await {
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            _ if !*me.shutdown.borrow() => anyhow::bail!("imsg's supervisor stopped"),
+            _ => Ok(()),
+        }
     }
 
     /// Commits every batch still recording and publishes their cursors, in order.

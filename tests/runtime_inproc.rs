@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use imsg_gateway::config::Config;
 use imsg_gateway::gateway::{run_with, ConnectorFor, GatewayOptions};
+use imsg_gateway::imsg::{Connector, Link, SpawnError};
 use imsg_gateway::state::{JournalStatus, Store};
 use mem_imsg::{Faults, HistoryFault, Level, MemImsg};
 use tokio::sync::watch;
@@ -660,4 +661,61 @@ async fn a_flood_waits_for_its_replies_instead_of_piling_up_and_loses_nothing() 
         "the live watch was cut off and resumed at least once"
     );
     gw.stop().await;
+}
+
+/// Hands out `inner`'s connections, but panics on the first `fail` attempts: a bug in the
+/// runtime of one account, as the gateway sees it.
+struct PanicsFirst {
+    inner: Arc<dyn Connector>,
+    fail: std::sync::atomic::AtomicU32,
+}
+
+impl Connector for PanicsFirst {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn connect(&self) -> Result<Link, SpawnError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!("a bug while connecting");
+        }
+        self.inner.connect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_account_whose_runtime_panics_is_restarted_and_answers() {
+    let dir = state_dir();
+    let imsg = MemImsg::new(Level::V1, 8);
+    let conn: Arc<dyn Connector> = Arc::new(PanicsFirst {
+        inner: imsg.connector(),
+        fail: 3.into(),
+    });
+    let connect: ConnectorFor = Arc::new(move |_, _| conn.clone());
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(run_with(
+        config(dir.path(), ""),
+        GatewayOptions::default(),
+        connect,
+        rx,
+    ));
+    until(
+        "the watch after the restarts",
+        Duration::from_secs(60),
+        || subscribed(&imsg) > 0,
+    )
+    .await;
+    imsg.inject(1, false, "+15550100001", "still there?");
+    until("the reply", Duration::from_secs(30), || {
+        replies_in(&imsg, 1).len() == 1
+    })
+    .await;
+    assert_eq!(replies_in(&imsg, 1), vec!["echo: still there?"]);
+    let _ = stop.send(true);
+    task.await.unwrap().expect("the gateway exits cleanly");
 }
