@@ -146,7 +146,8 @@ pub async fn run_with(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let lock = DirLock::acquire(&config.state_dir)?;
-    let store = Store::open(&config.state_dir)?;
+    let mut store = Store::open(&config.state_dir)?;
+    store.use_clock(opts.clock.clone());
     tracing::info!(
         "state: {} (lock {})",
         store.path().display(),
@@ -166,8 +167,8 @@ pub async fn run_with(
             }
         });
     // Rows older than this are far beyond any replay (restart, overflow, catch-up).
-    let cutoff = (chrono::Utc::now() - chrono::Duration::days(JOURNAL_KEEP_DAYS))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let keep_ms = JOURNAL_KEEP_DAYS as u64 * 24 * 3600 * 1000;
+    let cutoff = crate::state::timestamp(opts.clock.now_ms().saturating_sub(keep_ms));
     match store.prune(&cutoff) {
         Ok(0) => {}
         Ok(n) => tracing::info!("forgot {n} journal entries older than {JOURNAL_KEEP_DAYS} days"),

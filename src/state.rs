@@ -17,9 +17,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::clock::{Clock, SystemClock};
 
 mod pairing;
 mod writer;
@@ -171,6 +174,8 @@ pub struct Inbound<'a> {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Stamps rows' times: the runtime's clock, so a simulated hour moves them too.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -179,8 +184,11 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// `ms` since the epoch as the store writes times (RFC 3339, UTC, milliseconds).
+pub fn timestamp(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Store {
@@ -351,7 +359,17 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Times written from now on come from `clock` (the gateway's runtime clock).
+    pub fn use_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.clock = clock;
+    }
+
+    fn now(&self) -> String {
+        timestamp(self.clock.now_ms())
     }
 
     pub fn path(&self) -> &Path {
@@ -418,7 +436,7 @@ impl Store {
 
     /// Moves the cursor forward (never back; use [`Store::reset_cursor`] for that).
     pub fn set_cursor(&self, account: &str, rowid: i64) -> Result<(), StateError> {
-        set_cursor_on(&self.conn, account, rowid).map_err(|e| self.sql(e))
+        set_cursor_on(&self.conn, account, rowid, &self.now()).map_err(|e| self.sql(e))
     }
 
     /// Sets the cursor to exactly `rowid` (a replaced Messages database).
@@ -427,7 +445,7 @@ impl Store {
             .execute(
                 "INSERT INTO cursor(account, rowid, updated_at) VALUES(?1, ?2, ?3)
                  ON CONFLICT(account) DO UPDATE SET rowid = excluded.rowid, updated_at = excluded.updated_at",
-                params![account, rowid, now()],
+                params![account, rowid, self.now()],
             )
             .map(|_| ())
             .map_err(|e| self.sql(e))
@@ -477,7 +495,7 @@ impl Store {
         let err = |e| classify(&path, e);
         self.atomically(|s| {
         let tx = &s.conn;
-        let ts = now();
+        let ts = self.now();
         let mut out = Vec::with_capacity(items.len());
         let mut top = cursor;
         {
@@ -513,7 +531,7 @@ impl Store {
             }
         }
         if let Some(rowid) = top {
-            set_cursor_on(tx, account, rowid).map_err(err)?;
+            set_cursor_on(tx, account, rowid, &ts).map_err(err)?;
         }
                 Ok(out)
         })
@@ -571,7 +589,7 @@ impl Store {
                     guid,
                     status.as_str(),
                     reason,
-                    now(),
+                    self.now(),
                     allowed_from[0],
                     allowed_from.get(1).copied().unwrap_or(allowed_from[0]),
                 ],
@@ -638,7 +656,7 @@ impl Store {
                 "UPDATE journal SET status = 'answering', plan = ?3, sent = 0, sent_ids = NULL,
                      updated_at = ?4
                  WHERE account = ?1 AND guid = ?2 AND status = 'received'",
-                params![account, guid, plan, now()],
+                params![account, guid, plan, self.now()],
             )
             .map_err(|e| self.sql(e))?;
         Ok(changed == 1)
@@ -660,7 +678,7 @@ impl Store {
                                  ELSE json_insert(COALESCE(sent_ids, '[]'), '$[#]', ?4) END,
                  updated_at = ?5
              WHERE account = ?1 AND guid = ?2 AND status = 'answering'",
-            params![account, guid, index as i64 + 1, row_id, now()],
+            params![account, guid, index as i64 + 1, row_id, self.now()],
         )
         .map(|_| ())
         .map_err(|e| self.sql(e))
@@ -683,7 +701,7 @@ impl Store {
                                      ELSE json_insert(COALESCE(sent_ids, '[]'), '$[#]', ?4) END,
                      status = 'answered', payload = NULL, plan = NULL, updated_at = ?5
                  WHERE account = ?1 AND guid = ?2 AND status = 'answering'",
-                params![account, guid, index as i64 + 1, row_id, now()],
+                params![account, guid, index as i64 + 1, row_id, self.now()],
             )
             .map_err(|e| self.sql(e))?;
         Ok(changed == 1)
@@ -714,7 +732,7 @@ impl Store {
 
     /// Records what happened to an account's imsg connection.
     pub fn record_health(&self, account: &str, event: &HealthEvent<'_>) -> Result<(), StateError> {
-        let ts = now();
+        let ts = self.now();
         self.conn
             .execute(
                 "INSERT INTO health(account, updated_at) VALUES(?1, ?2)
@@ -910,12 +928,12 @@ impl DirLock {
     }
 }
 
-fn set_cursor_on(conn: &Connection, account: &str, rowid: i64) -> rusqlite::Result<()> {
+fn set_cursor_on(conn: &Connection, account: &str, rowid: i64, ts: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO cursor(account, rowid, updated_at) VALUES(?1, ?2, ?3)
          ON CONFLICT(account) DO UPDATE SET rowid = max(rowid, excluded.rowid), updated_at = excluded.updated_at",
     )?
-    .execute(params![account, rowid, now()])
+    .execute(params![account, rowid, ts])
     .map(|_| ())
 }
 
@@ -1269,6 +1287,25 @@ mod tests {
             "in-flight entries stay"
         );
         assert_eq!(s.cursor("default").unwrap(), 2, "the cursor is untouched");
+    }
+
+    #[test]
+    fn times_come_from_the_clock_it_is_given() {
+        // The simulator moves the gateway's clock ahead; what the store stamps, and so what
+        // ages out, must move with it.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let clock = Arc::new(crate::clock::ManualClock::at(1_900_000_000_000));
+        s.use_clock(clock.clone());
+        s.record_health("default", &HealthEvent::Failed("imsg rpc exited"))
+            .unwrap();
+        let h = s.health("default").unwrap().unwrap();
+        assert_eq!(h.updated_at, "2030-03-17T17:46:40.000Z");
+        assert_eq!(h.last_error_at.as_deref(), Some("2030-03-17T17:46:40.000Z"));
+        s.record_inbound(&inbound("done", 1, JournalStatus::Skipped))
+            .unwrap();
+        assert_eq!(s.prune("2030-03-17T17:46:40.000Z").unwrap(), 0);
+        assert_eq!(s.prune("2030-03-17T17:46:40.001Z").unwrap(), 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{classify, now, JournalStatus, StateError, Store};
+use super::{classify, JournalStatus, StateError, Store};
 use crate::access::pairing::{
     expires_at, is_expired, normalize_code, MAX_CODE_ATTEMPTS, MAX_PENDING, TTL_MS,
 };
@@ -263,7 +263,7 @@ impl Store {
         }
         let outcome = upsert_on(tx, account, sender, chat_id, now_ms, new_code).map_err(err)?;
         let j = journal(&outcome);
-        let ts = now();
+        let ts = self.now();
         tx.execute(
             "INSERT INTO journal(account, guid, rowid, chat_id, status, reason, received_at, updated_at)
              VALUES(?1, ?2, ?3, ?4, 'skipped', ?5, ?6, ?6)",
@@ -459,7 +459,7 @@ impl Store {
     /// Queues a message for the running gateway to send through its imsg (the CLI's
     /// `--notify`); returns the journal key the gateway will record it under.
     pub fn queue_outbox(&self, account: &str, plan: &str) -> Result<String, StateError> {
-        let ts = now();
+        let ts = self.now();
         self.conn
             .execute(
                 "INSERT INTO outbox(account, params, status, created_at, updated_at)
@@ -494,7 +494,7 @@ impl Store {
                 .map_err(err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(err)?
         };
-        let ts = now();
+        let ts = self.now();
         let mut out = Vec::with_capacity(queued.len());
         for (id, plan) in queued {
             let key = format!("outbox:{id}");
