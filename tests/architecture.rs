@@ -87,3 +87,36 @@ fn decision_modules_do_no_io_and_read_no_clock() {
         bad.join("\n")
     );
 }
+
+#[test]
+fn fake_imsg_library_never_ends_the_process_itself() {
+    // Its server also runs inside the simulator: a fault that "exits" must end only that
+    // server. The binary hands the library `std::process::exit` instead.
+    fn walk(dir: &Path, out: &mut Vec<(String, String)>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|x| x == "rs")
+                && path.file_name().is_some_and(|n| n != "main.rs")
+            {
+                out.push((
+                    path.display().to_string(),
+                    fs::read_to_string(&path).unwrap(),
+                ));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fake-imsg/src"),
+        &mut files,
+    );
+    assert!(files.len() > 10, "fake-imsg's sources were found");
+    let bad = offending(&files, &["process::exit", "process::abort"]);
+    assert!(
+        bad.is_empty(),
+        "fake-imsg's library must not end the process:\n{}",
+        bad.join("\n")
+    );
+}

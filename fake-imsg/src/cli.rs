@@ -141,8 +141,10 @@ pub struct SentArgs {
     pub since_rowid: i64,
 }
 
-/// Parses argv and runs the command; returns the exit code.
-pub fn main() -> i32 {
+/// Parses argv and runs the command; returns the exit code. `exit` is how `rpc`'s faults
+/// end the process mid-run: the binary hands in `std::process::exit`, and nothing in the
+/// library ends a process on its own.
+pub fn main(exit: fn(i32) -> !) -> i32 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // imsg answers `--version` anywhere in argv with the bare version, before any parsing.
     if let Some(v) = crate::imsg_cli::bare_version(&args) {
@@ -151,7 +153,7 @@ pub fn main() -> i32 {
     }
     let cli = Cli::parse_from(args);
     let result = match cli.command {
-        Command::Rpc(args) => crate::rpc::run_cli(args),
+        Command::Rpc(args) => crate::rpc::run_cli(args, exit),
         Command::Status(args) => crate::imsg_cli::status_cli(args),
         Command::Chats(args) => crate::imsg_cli::chats_cli(args),
         Command::Tap(args) => crate::tap::run_cli(args),

@@ -2,5 +2,5 @@
 //! (`fake_imsg::cli`), so the gateway's tests and the simulator run the same code in process.
 
 fn main() {
-    std::process::exit(fake_imsg::cli::main());
+    std::process::exit(fake_imsg::cli::main(std::process::exit));
 }

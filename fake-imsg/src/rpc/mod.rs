@@ -122,7 +122,9 @@ pub fn permission_text(path: &str) -> String {
 }
 
 /// Runs the server on stdin/stdout; returns the process exit code.
-pub fn run_cli(args: RpcArgs) -> anyhow::Result<i32> {
+/// `exit` ends the process for the faults that end fake-imsg (the binary hands in
+/// `std::process::exit`).
+pub fn run_cli(args: RpcArgs, exit: fn(i32) -> !) -> anyhow::Result<i32> {
     let filter = if args.verbose { "debug" } else { "warn" };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -157,14 +159,18 @@ pub fn run_cli(args: RpcArgs) -> anyhow::Result<i32> {
         );
     }
     let exit_after = faults.exit_after_ms;
-    let out = out::Out::new(Box::new(std::io::stdout()), faults.clone());
+    let out = out::Out::ending_with(
+        Box::new(std::io::stdout()),
+        faults.clone(),
+        out::Ending::Process(exit),
+    );
     let sh = Arc::new(Shared::new(protocol, level, db, faults, out));
     if let Some(ms) = exit_after {
         let sh2 = sh.clone();
         std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(ms));
             tracing::warn!("fault exit_after_ms={ms}: exiting");
-            sh2.out.exit_now(1);
+            sh2.out.end(1);
         });
     }
     let stdin = std::io::stdin();

@@ -1,7 +1,8 @@
 //! The stdout writer: one complete JSON line per record, written and flushed under one lock
 //! so concurrent lanes and watchers never interleave. Applies the output faults
 //! (garbage/partial lines, exit after N responses) because they are defined by what has
-//! been written.
+//! been written. The faults that end fake-imsg end it through an [`Ending`] it is handed:
+//! the library never ends the process itself, so its server also runs inside another one.
 
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
@@ -21,6 +22,17 @@ struct Inner {
 pub struct Out {
     inner: Mutex<Inner>,
     faults: Faults,
+    ending: Ending,
+}
+
+/// What a fault that ends fake-imsg (`exit_after_requests`, `exit_after_ms`) does.
+#[derive(Clone, Copy)]
+pub enum Ending {
+    /// Ends the process with this function, handed in by the binary (`std::process::exit`).
+    Process(fn(i32) -> !),
+    /// In another process: closes the output, which is all a client sees of an imsg that
+    /// died; later lines are dropped.
+    CloseOutput,
 }
 
 /// Serializes like Apple's JSONSerialization as far as a reader can see: compact, with `/`
@@ -72,10 +84,16 @@ fn envelope_layout() -> &'static (String, String) {
 }
 
 impl Out {
+    /// A writer inside another process: a fault that ends fake-imsg closes the output.
     pub fn new(w: Box<dyn Write + Send>, faults: Faults) -> Out {
+        Out::ending_with(w, faults, Ending::CloseOutput)
+    }
+
+    pub fn ending_with(w: Box<dyn Write + Send>, faults: Faults, ending: Ending) -> Out {
         Out {
             inner: Mutex::new(Inner { w, responses: 0 }),
             faults,
+            ending,
         }
     }
 
@@ -134,16 +152,23 @@ impl Out {
         }
         if self.faults.exit_after_requests == Some(n) {
             tracing::warn!("fault exit_after_requests={n}: exiting");
-            let _ = g.w.flush();
-            std::process::exit(1);
+            self.end_locked(&mut g, 1);
         }
     }
 
-    /// Holds the writer lock and exits (used by the `exit_after_ms` fault so no line is cut).
-    pub fn exit_now(&self, code: i32) -> ! {
+    /// Ends fake-imsg under the writer lock (the `exit_after_ms` fault), so no line is cut.
+    pub fn end(&self, code: i32) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.end_locked(&mut g, code);
+    }
+
+    fn end_locked(&self, g: &mut Inner, code: i32) {
         let _ = g.w.flush();
-        std::process::exit(code)
+        match self.ending {
+            Ending::Process(exit) => exit(code),
+            // Dropping the writer closes the pipe: the client reads EOF.
+            Ending::CloseOutput => g.w = Box::new(std::io::sink()),
+        }
     }
 
     pub fn flush(&self) {
@@ -165,6 +190,23 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_fault_that_ends_fake_imsg_in_process_closes_its_output_and_nothing_more() {
+        use std::io::Read;
+        let (mut r, w) = std::io::pipe().unwrap();
+        let faults = Faults {
+            exit_after_requests: Some(1),
+            ..Faults::default()
+        };
+        let out = Out::new(Box::new(w), faults);
+        out.respond(&json!({"jsonrpc": "2.0", "id": 1, "result": {}}));
+        out.respond(&json!({"jsonrpc": "2.0", "id": 2, "result": {}}));
+        // Reaching EOF at all means the writer was dropped; this process is still here.
+        let mut got = String::new();
+        r.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{}}\n");
+    }
 
     #[test]
     fn a_spliced_result_line_is_the_encoded_envelope() {
