@@ -343,11 +343,19 @@ fn health_problem(h: &crate::state::Health) -> Option<String> {
         ));
     }
     if h.skipped_rows > 0 {
-        parts.push(format!(
+        let mut line = format!(
             "{} row(s) imsg could not read were skipped (last: rowid {}); they were not answered",
             h.skipped_rows,
             h.last_skipped_rowid.map_or("?".into(), |r| r.to_string())
-        ));
+        );
+        // Said once: the restart loop above already carries the last error.
+        if let (true, Some(e)) = (h.failures_in_a_row < RESTART_LOOP, &h.last_error) {
+            line.push_str(&format!(
+                "; last error at {}: {e}",
+                h.last_error_at.as_deref().unwrap_or("?")
+            ));
+        }
+        parts.push(line);
     }
     (!parts.is_empty()).then(|| parts.join("; "))
 }

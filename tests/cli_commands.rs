@@ -296,6 +296,81 @@ fn status_says_when_an_account_restarts_in_a_loop_or_skips_rows() {
 }
 
 #[test]
+fn status_gives_the_error_of_a_skipped_row() {
+    let s = Setup::new(None);
+    {
+        use imsg_gateway::state::{HealthEvent, Store};
+        let store = Store::open(&s.state_dir()).unwrap();
+        store
+            .record_health("default", &HealthEvent::Started)
+            .unwrap();
+        store
+            .record_health(
+                "default",
+                &HealthEvent::Skipped {
+                    rowid: 9,
+                    error: "imsg rpc error -32603 Internal error: invalid UTF-8 in row 9",
+                },
+            )
+            .unwrap();
+    }
+    let out = s.cmd().arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 row(s) imsg could not read were skipped (last: rowid 9)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(": imsg rpc error -32603 Internal error: invalid UTF-8 in row 9"),
+        "{text}"
+    );
+    assert!(!text.contains("restarting in a loop"), "{text}");
+}
+
+#[test]
+fn a_gateway_whose_imsg_dies_at_start_says_what_it_wrote_on_stderr() {
+    // The protocol side only says the pipe closed; the reason is on the child's stderr.
+    let dir = tempfile::tempdir().unwrap();
+    let dying = dir.path().join("dying-imsg");
+    fs::write(
+        &dying,
+        "#!/bin/sh
+echo 'boom: cannot open chat.db' >&2
+exit 1
+",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&dying, fs::Permissions::from_mode(0o755)).unwrap();
+    let s = Setup::new(Some(&dying.display().to_string()));
+    let mut gw = std::process::Command::new(assert_cmd::cargo::cargo_bin("imsg-gateway"))
+        .arg("--config")
+        .arg(s.config())
+        .arg("run")
+        .env_remove("IMSG_GATEWAY_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let out = s.cmd().arg("status").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("restarting in a loop") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = gw.kill();
+    let _ = gw.wait();
+    assert!(text.contains("restarting in a loop"), "{text}");
+    assert!(
+        text.contains("its last stderr line: boom: cannot open chat.db"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_second_gateway_on_the_same_state_dir_refuses_naming_the_first() {
     let s = Setup::new(None);
     let lock = imsg_gateway::state::DirLock::acquire(&s.state_dir()).unwrap();

@@ -32,6 +32,11 @@ pub trait Peer: Send {
     fn shutdown(self: Box<Self>, grace: Duration) -> BoxFuture<'static, ()>;
     /// Stop at once (it stopped answering, or a restart was asked for).
     fn kill(self: Box<Self>) -> BoxFuture<'static, ()>;
+    /// What the peer last said on the side (a child's last stderr line), for the reason of a
+    /// failure; resolves once it has said all it will.
+    fn last_words(&self) -> BoxFuture<'static, Option<String>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Opens connections to imsg.
@@ -84,5 +89,9 @@ impl Peer for ProcessPeer {
 
     fn kill(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(self.0.kill())
+    }
+
+    fn last_words(&self) -> BoxFuture<'static, Option<String>> {
+        Box::pin(self.0.last_words())
     }
 }

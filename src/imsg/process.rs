@@ -113,7 +113,14 @@ pub struct ImsgProcess {
     pub child: Child,
     pub client: Client,
     pub notifications: Notifications,
+    /// The last line the child wrote to stderr; closed when its stderr ends.
+    last_stderr: tokio::sync::watch::Receiver<Option<String>>,
 }
+
+/// The longest stderr line kept for a failure's reason (the log has all of it).
+const LAST_WORDS_CHARS: usize = 300;
+/// How long a failure's reason waits for the rest of a dead child's stderr.
+const LAST_WORDS_WAIT: Duration = Duration::from_millis(200);
 
 impl ImsgProcess {
     pub fn spawn(spec: &SpawnSpec) -> Result<ImsgProcess, SpawnError> {
@@ -145,6 +152,7 @@ impl ImsgProcess {
         let stdout = child.stdout.take().expect("stdout piped");
         let stderr = child.stderr.take().expect("stderr piped");
         let label = spec.label.clone();
+        let (last_tx, last_stderr) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
             // Bytes, not `lines()`: a line that is not UTF-8 must not stop the draining, or the
             // child blocks on a full stderr pipe.
@@ -167,6 +175,9 @@ impl ImsgProcess {
                 } else if !line.is_empty() {
                     tracing::warn!(account = %label, "imsg rpc stderr: {line}");
                 }
+                if !line.is_empty() {
+                    last_tx.send_replace(Some(line.chars().take(LAST_WORDS_CHARS).collect()));
+                }
             }
         });
         let (client, notifications) = Client::new(stdout, stdin, spec.request_timeout, &spec.label);
@@ -176,7 +187,22 @@ impl ImsgProcess {
             child,
             client,
             notifications,
+            last_stderr,
         })
+    }
+
+    /// The child's last stderr line, once its stderr has ended (or after a short wait): what
+    /// an imsg that dies at start says about why, for the failure's reason and `status`.
+    pub fn last_words(&self) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
+        let mut rx = self.last_stderr.clone();
+        async move {
+            let _ = tokio::time::timeout(LAST_WORDS_WAIT, async {
+                while rx.changed().await.is_ok() {}
+            })
+            .await;
+            let words = rx.borrow().clone();
+            words
+        }
     }
 
     /// Closes stdin, waits up to `grace` for the child to exit, then kills its process group

@@ -313,9 +313,14 @@ impl Session<'_> {
                 link.peer.shutdown(self.opts.shutdown_grace).await;
                 Outcome::Shutdown
             }
-            failed => {
+            Outcome::Failed(reason) => {
+                let words = link.peer.last_words();
                 link.peer.kill().await;
-                failed
+                // A child that dies at start says why on stderr, not on the protocol.
+                Outcome::Failed(match words.await {
+                    Some(w) => format!("{reason}; its last stderr line: {w}"),
+                    None => reason,
+                })
             }
         }
     }
