@@ -205,11 +205,13 @@ impl MemImsg {
     }
 
     /// Kills the current connection, as SIGKILL would.
+    /// Kills the current connection; whether it was alive (a fault may have ended it).
     pub fn kill(&self) -> bool {
         match self.inner.current.lock().unwrap().take() {
             Some(h) => {
+                let alive = !h.is_finished();
                 h.abort();
-                true
+                alive
             }
             None => false,
         }
