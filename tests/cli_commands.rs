@@ -5,6 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use assert_cmd::Command;
+use imsg_gateway::state::HealthEvent;
 use serde_json::Value;
 
 /// Answers `initialize` as v1 (or -32601 with MOCK_PROTOCOL=legacy), `status`, and `chats.list`.
@@ -59,6 +60,13 @@ impl Setup {
     }
     fn write_config(&self, text: &str) {
         fs::write(self.config(), text).unwrap();
+    }
+    /// What a running gateway would have recorded about the default account.
+    fn record_health(&self, events: &[HealthEvent<'_>]) {
+        let store = imsg_gateway::state::Store::open(&self.state_dir()).unwrap();
+        for e in events {
+            store.record_health("default", e).unwrap();
+        }
     }
     fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("imsg-gateway").unwrap();
@@ -248,30 +256,18 @@ fn status_json_reads_cursor_and_counts_from_the_store() {
 #[test]
 fn status_says_when_an_account_restarts_in_a_loop_or_skips_rows() {
     let s = Setup::new(None);
-    {
-        use imsg_gateway::state::{HealthEvent, Store};
-        let store = Store::open(&s.state_dir()).unwrap();
-        store
-            .record_health("default", &HealthEvent::Started)
-            .unwrap();
-        for _ in 0..4 {
-            store
-                .record_health(
-                    "default",
-                    &HealthEvent::Failed("imsg rpc exited (exit status: 1)"),
-                )
-                .unwrap();
-        }
-        store
-            .record_health(
-                "default",
-                &HealthEvent::Skipped {
-                    rowid: 42,
-                    error: "imsg rpc error -32603 Internal error",
-                },
-            )
-            .unwrap();
-    }
+    let failed = HealthEvent::Failed("imsg rpc exited (exit status: 1)");
+    s.record_health(&[
+        HealthEvent::Started,
+        failed.clone(),
+        failed.clone(),
+        failed.clone(),
+        failed,
+        HealthEvent::Skipped {
+            rowid: 42,
+            error: "imsg rpc error -32603 Internal error",
+        },
+    ]);
     let out = s.cmd().arg("status").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -298,22 +294,13 @@ fn status_says_when_an_account_restarts_in_a_loop_or_skips_rows() {
 #[test]
 fn status_gives_the_error_of_a_skipped_row() {
     let s = Setup::new(None);
-    {
-        use imsg_gateway::state::{HealthEvent, Store};
-        let store = Store::open(&s.state_dir()).unwrap();
-        store
-            .record_health("default", &HealthEvent::Started)
-            .unwrap();
-        store
-            .record_health(
-                "default",
-                &HealthEvent::Skipped {
-                    rowid: 9,
-                    error: "imsg rpc error -32603 Internal error: invalid UTF-8 in row 9",
-                },
-            )
-            .unwrap();
-    }
+    s.record_health(&[
+        HealthEvent::Started,
+        HealthEvent::Skipped {
+            rowid: 9,
+            error: "imsg rpc error -32603 Internal error: invalid UTF-8 in row 9",
+        },
+    ]);
     let out = s.cmd().arg("status").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
