@@ -259,10 +259,8 @@ async fn supervise_account(
             backoff = shared.opts.backoff_initial;
         }
         tracing::error!(account = %id, "account failed: {why}; restarting it in {} ms", backoff.as_millis());
-        let mut sd = shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = sd.wait_for(|s| *s) => return Ok(()),
+        if supervisor::sleep_or_shutdown(backoff, &mut shutdown.clone()).await {
+            return Ok(());
         }
         backoff = (backoff * 2).min(shared.opts.backoff_max);
     }
@@ -1405,15 +1403,6 @@ impl AccountRuntime {
         }
     }
 
-    /// Sleeps `d`, or less if the gateway starts shutting down.
-    async fn pause(&self, d: Duration) {
-        let mut sd = self.shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = sd.wait_for(|s| *s) => {}
-        }
-    }
-
     fn final_failure(&self, key: &str, why: &str) {
         tracing::warn!(account = %self.id(), guid = %key, "not answered (final): {why}");
         self.finish(key, JournalStatus::Failed, Some(why));
@@ -1486,7 +1475,7 @@ impl AccountRuntime {
                     Err(e) if e.retryable() => {
                         tracing::warn!(account = %self.id(), guid = %key,
                             "chunk {k}/{n}: the chat's history could not be read now ({e}); checking again in {} ms", backoff.as_millis());
-                        self.pause(backoff).await;
+                        supervisor::sleep_or_shutdown(backoff, &mut self.shutdown.clone()).await;
                         backoff = (backoff * 2).min(self.opts.retry_max);
                         continue;
                     }
@@ -1567,7 +1556,7 @@ impl AccountRuntime {
                 Err(e) if e.retryable() => {
                     tracing::warn!(account = %self.id(), guid = %key,
                         "chunk {k}/{n}: {e}; retrying in {} ms", backoff.as_millis());
-                    self.pause(backoff).await;
+                    supervisor::sleep_or_shutdown(backoff, &mut self.shutdown.clone()).await;
                     backoff = (backoff * 2).min(self.opts.retry_max);
                 }
                 Err(e) => {
