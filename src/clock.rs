@@ -6,6 +6,14 @@ use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// `ms` since the epoch as RFC 3339 in UTC with milliseconds (`2026-12-01T12:00:00.000Z`):
+/// how the store stamps rows and how imsg's history bounds are written.
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + Debug {
     fn now_ms(&self) -> u64;

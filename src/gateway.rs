@@ -168,7 +168,7 @@ pub async fn run_with(
         });
     // Rows older than this are far beyond any replay (restart, overflow, catch-up).
     let keep_ms = JOURNAL_KEEP_DAYS as u64 * 24 * 3600 * 1000;
-    let cutoff = crate::state::timestamp(opts.clock.now_ms().saturating_sub(keep_ms));
+    let cutoff = crate::clock::rfc3339_ms(opts.clock.now_ms().saturating_sub(keep_ms) as i64);
     match store.prune(&cutoff) {
         Ok(0) => {}
         Ok(n) => tracing::info!("forgot {n} journal entries older than {JOURNAL_KEEP_DAYS} days"),

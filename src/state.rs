@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{rfc3339_ms, Clock, SystemClock};
 
 mod pairing;
 mod writer;
@@ -182,13 +182,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
     }
-}
-
-/// `ms` since the epoch as the store writes times (RFC 3339, UTC, milliseconds).
-pub fn timestamp(ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms as i64)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Store {
@@ -369,7 +362,7 @@ impl Store {
     }
 
     fn now(&self) -> String {
-        timestamp(self.clock.now_ms())
+        rfc3339_ms(self.clock.now_ms() as i64)
     }
 
     pub fn path(&self) -> &Path {
@@ -1295,8 +1288,7 @@ mod tests {
         // ages out, must move with it.
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
-        let clock = Arc::new(crate::clock::ManualClock::at(1_900_000_000_000));
-        s.use_clock(clock.clone());
+        s.use_clock(Arc::new(crate::clock::ManualClock::at(1_900_000_000_000)));
         s.record_health("default", &HealthEvent::Failed("imsg rpc exited"))
             .unwrap();
         let h = s.health("default").unwrap().unwrap();

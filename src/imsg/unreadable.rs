@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::client::{Client, Notifications, RpcError};
 use super::protocol::{ChatIds, Page, Protocol, Request, Subscribed};
+use crate::clock::rfc3339_ms;
 
 /// How many doublings a search may take before giving up: 2^40 covers any rowid gap, and
 /// in milliseconds (the date search) about 35 years.
@@ -289,13 +290,6 @@ fn created_ms(m: &Value) -> Option<i64> {
     )
 }
 
-fn iso_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
-}
-
 fn rowid(m: &Value) -> Option<i64> {
     m.get("id").and_then(Value::as_i64)
 }
@@ -317,7 +311,7 @@ impl History<'_> {
             chat_id: self.chat,
             limit,
             attachments: self.attachments,
-            end: end.map(iso_ms),
+            end: end.map(rfc3339_ms),
         };
         let page = self.client.call(self.protocol, &req).await?;
         Ok(Page::from_result(page).messages)
@@ -379,7 +373,7 @@ impl History<'_> {
         let past = anchor - back;
         tracing::warn!(account = %self.label, chat_id = self.chat,
             "messages.history cannot read a row of chat {} dated between {} and {}; reading on before it",
-            self.chat, iso_ms(past), iso_ms(anchor));
+            self.chat, rfc3339_ms(past), rfc3339_ms(anchor));
         Ok((readable, past))
     }
 
